@@ -1,0 +1,110 @@
+"""The whole course: chapters in order, the personas who speak in them, and beat addressing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.content.loader import ContentError, Problem, load_chapter, load_persona
+from bot.content.schema import Beat, Chapter, Persona, TaskBeat
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CHAPTERS = ROOT / "chapters"
+DEFAULT_PERSONAS = ROOT / "personas"
+
+
+@dataclass(frozen=True)
+class BeatRef:
+    """A beat's place in the course: chapter position and beat position (both 0-based)."""
+
+    chapter: int
+    beat: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.chapter}.{self.beat}"
+
+
+@dataclass(frozen=True)
+class Course:
+    chapters: tuple[Chapter, ...]
+    personas: dict[str, Persona]
+    chapter_dirs: tuple[Path, ...]
+
+    def beat(self, ref: BeatRef) -> Beat:
+        return self.chapters[ref.chapter].beats[ref.beat]
+
+    def next_ref(self, ref: BeatRef) -> BeatRef | None:
+        if ref.beat + 1 < len(self.chapters[ref.chapter].beats):
+            return BeatRef(ref.chapter, ref.beat + 1)
+        if ref.chapter + 1 < len(self.chapters):
+            return BeatRef(ref.chapter + 1, 0)
+        return None
+
+    def find_chapter(self, key: str | int) -> int:
+        """Position of a chapter by number (``3``) or id (``ch03-data-vault``)."""
+        for i, ch in enumerate(self.chapters):
+            if str(ch.number) == str(key) or ch.id == str(key):
+                return i
+        raise KeyError(f"no chapter {key!r}; chapters are " + ", ".join(
+            f"{c.number} ({c.id})" for c in self.chapters))
+
+    def manifest_path(self, chapter: int, file: str) -> Path:
+        return self.chapter_dirs[chapter] / "manifests" / file
+
+    def tasks(self, chapter: int) -> list[TaskBeat]:
+        return [b for b in self.chapters[chapter].beats if isinstance(b, TaskBeat)]
+
+    def persona(self, speaker: str | None) -> Persona | None:
+        return self.personas.get(speaker or "")
+
+
+def load_course(chapters_dir: Path = DEFAULT_CHAPTERS, personas_dir: Path = DEFAULT_PERSONAS) -> Course:
+    """Load and cross-check everything; raise :class:`ContentError` listing every problem."""
+    problems: list[Problem] = []
+    personas: dict[str, Persona] = {}
+    for path in sorted(personas_dir.glob("*.yaml")):
+        try:
+            p = load_persona(path)
+        except ContentError as exc:
+            problems += exc.problems
+            continue
+        if p.id in personas:
+            problems.append(Problem(str(path), 1, "id", f"persona id {p.id!r} used twice"))
+        personas[p.id] = p
+
+    loaded: list[tuple[Chapter, Path]] = []
+    for path in sorted(chapters_dir.glob("*/chapter.yaml")):
+        try:
+            loaded.append((load_chapter(path), path))
+        except ContentError as exc:
+            problems += exc.problems
+    if not loaded and not problems:
+        problems.append(Problem(str(chapters_dir), 1, "", "no */chapter.yaml found"))
+
+    seen: dict[int, Path] = {}
+    for chapter, path in loaded:
+        if chapter.number in seen:
+            problems.append(Problem(str(path), 1, "number",
+                                    f"chapter number {chapter.number} also used by {seen[chapter.number]}"))
+        seen[chapter.number] = path
+        problems += _unknown_speakers(chapter, path, personas)
+    if problems:
+        raise ContentError(problems)
+    loaded.sort(key=lambda cp: cp[0].number)
+    return Course(tuple(c for c, _ in loaded), personas, tuple(p.parent for _, p in loaded))
+
+
+def _unknown_speakers(chapter: Chapter, path: Path, personas: dict[str, Persona]) -> list[Problem]:
+    from bot.content.loader import parse_yaml
+
+    _, lines = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    out = []
+    for b, beat in enumerate(chapter.beats):
+        for key in ("lines",):
+            for i, line in enumerate(getattr(beat, key, []) or []):
+                if line.speaker and line.speaker not in personas:
+                    loc = ("beats", b, key, i, "speaker")
+                    out.append(Problem(str(path), lines.find(loc), f"beats[{b}].lines[{i}].speaker",
+                                       f"no persona {line.speaker!r} in personas/"))
+    return out
