@@ -90,7 +90,7 @@ def _field_name(loc: Loc) -> str:
     for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif parts and parts[-1] in ("beats", "objectives") or part in _TAGS:
+        elif part in _TAGS:
             continue
         else:
             parts.append(("." if parts else "") + part)

@@ -1,0 +1,106 @@
+"""Versioned schema migrations, applied in order at start (``PRAGMA user_version`` tracks them).
+
+Append a new entry to :data:`MIGRATIONS` for every change; never edit a shipped one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: learners, missions, crews, progress, answers, outbox
+    """
+    CREATE TABLE learners (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        profile TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL
+    );
+    CREATE TABLE missions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        transport TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        guild TEXT,
+        parent_id INTEGER REFERENCES missions(id),
+        pacing TEXT NOT NULL DEFAULT 'together',
+        quorum REAL NOT NULL DEFAULT 0.5,
+        chapter INTEGER NOT NULL DEFAULT 0,
+        beat INTEGER NOT NULL DEFAULT 0,
+        emitted INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT 'running',
+        data TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        UNIQUE (transport, key)
+    );
+    CREATE TABLE members (
+        mission_id INTEGER NOT NULL REFERENCES missions(id),
+        learner_id TEXT NOT NULL REFERENCES learners(id),
+        joined REAL NOT NULL,
+        last_active REAL NOT NULL,
+        left INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (mission_id, learner_id)
+    );
+    CREATE INDEX members_by_learner ON members(learner_id);
+    CREATE TABLE task_passes (
+        learner_id TEXT NOT NULL,
+        task_key TEXT NOT NULL,
+        passed_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, task_key)
+    );
+    CREATE TABLE objective_status (
+        learner_id TEXT NOT NULL,
+        task_key TEXT NOT NULL,
+        objective_id TEXT NOT NULL,
+        passed INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        checked_at REAL NOT NULL,
+        PRIMARY KEY (learner_id, task_key, objective_id)
+    );
+    CREATE TABLE hints (
+        learner_id TEXT NOT NULL,
+        task_key TEXT NOT NULL,
+        objective_id TEXT NOT NULL,
+        tier INTEGER NOT NULL,
+        PRIMARY KEY (learner_id, task_key, objective_id)
+    );
+    CREATE TABLE answers (
+        mission_id INTEGER NOT NULL,
+        beat_key TEXT NOT NULL,
+        learner_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (mission_id, beat_key, learner_id)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mission_id INTEGER NOT NULL REFERENCES missions(id),
+        payload TEXT NOT NULL,
+        created REAL NOT NULL,
+        sent_at REAL
+    );
+    CREATE INDEX outbox_pending ON outbox(mission_id, id) WHERE sent_at IS NULL;
+    """,
+    # 2: conversation memory and per-scope settings
+    """
+    CREATE TABLE transcripts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL,
+        role TEXT NOT NULL,
+        speaker TEXT,
+        content TEXT NOT NULL,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        at REAL NOT NULL
+    );
+    CREATE INDEX transcripts_by_scope ON transcripts(scope, id);
+    CREATE TABLE summaries (
+        scope TEXT PRIMARY KEY,
+        summary TEXT NOT NULL,
+        upto_id INTEGER NOT NULL
+    );
+    CREATE TABLE settings (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    """,
+]

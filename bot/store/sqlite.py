@@ -1,0 +1,389 @@
+"""The embedded store: one SQLite file in WAL mode, reached through aiosqlite.
+
+All statements go through one connection guarded by a lock. ``async with store.unit():``
+groups writes into one transaction (progress and the outbox change together, or not at all);
+calls outside a unit are their own transaction. Units nest: an inner one joins the outer.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.engine.pacing import Pacing
+from bot.engine.ports import Address, Outgoing
+from bot.store.migrations import MIGRATIONS
+from bot.store.records import (
+    Learner,
+    Member,
+    Mission,
+    ObjectiveStatus,
+    OutboxItem,
+    TranscriptEntry,
+)
+
+_in_unit: contextvars.ContextVar[bool] = contextvars.ContextVar("kepler_store_unit", default=False)
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path, *, migrations: Sequence[str] = MIGRATIONS):
+        self.path = str(path)
+        self._migrations = migrations
+        self._conn: aiosqlite.Connection | None = None
+        self._lock: Any = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def open(self) -> SQLiteStore:
+        import asyncio
+
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        self._conn.row_factory = aiosqlite.Row
+        self._lock = asyncio.Lock()
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._conn.execute("PRAGMA synchronous=FULL")
+        await self._conn.execute("PRAGMA foreign_keys=ON")
+        await self._conn.execute("PRAGMA busy_timeout=5000")
+        await self.migrate()
+        return self
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> SQLiteStore:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    async def schema_version(self) -> int:
+        async with self.conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self) -> int:
+        """Apply every migration past the file's version, each in its own transaction."""
+        version = await self.schema_version()
+        for number, script in enumerate(self._migrations[version:], start=version + 1):
+            await self.conn.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
+            )
+        return await self.schema_version()
+
+    # --- transactions -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[None]:
+        if _in_unit.get():
+            yield
+            return
+        async with self._lock:
+            token = _in_unit.set(True)
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            else:
+                await self.conn.execute("COMMIT")
+            finally:
+                _in_unit.reset(token)
+
+    async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
+        async with self.unit():
+            cur = await self.conn.execute(sql, tuple(params))
+            return cur.lastrowid or 0
+
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        if _in_unit.get():
+            async with self.conn.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+        async with self._lock, self.conn.execute(sql, tuple(params)) as cur:
+            return list(await cur.fetchall())
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        rows = await self._rows(sql, params)
+        return rows[0] if rows else None
+
+    # --- learners -----------------------------------------------------------------------
+
+    async def ensure_learner(self, learner_id: str, name: str) -> Learner:
+        await self._write(
+            "INSERT INTO learners(id, name, created) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+            (learner_id, name, time.time()),
+        )
+        learner = await self.get_learner(learner_id)
+        assert learner is not None
+        return learner
+
+    async def get_learner(self, learner_id: str) -> Learner | None:
+        row = await self._one("SELECT * FROM learners WHERE id = ?", (learner_id,))
+        if row is None:
+            return None
+        return Learner(row["id"], row["name"], json.loads(row["profile"]))
+
+    async def set_profile(self, learner_id: str, field: str, value: str) -> None:
+        await self._write(
+            "UPDATE learners SET profile = json_set(profile, '$.' || ?, ?) WHERE id = ?",
+            (field, value, learner_id),
+        )
+
+    # --- missions -----------------------------------------------------------------------
+
+    @staticmethod
+    def _mission(row: aiosqlite.Row) -> Mission:
+        return Mission(
+            id=row["id"],
+            address=Address(row["transport"], row["kind"], row["key"]),
+            guild=row["guild"],
+            parent_id=row["parent_id"],
+            pacing=row["pacing"],
+            quorum=row["quorum"],
+            chapter=row["chapter"],
+            beat=row["beat"],
+            emitted=bool(row["emitted"]),
+            state=row["state"],
+            data=json.loads(row["data"]),
+        )
+
+    async def create_mission(
+        self,
+        address: Address,
+        *,
+        guild: str | None = None,
+        pacing: Pacing = "together",
+        quorum: float = 0.5,
+        chapter: int = 0,
+        parent_id: int | None = None,
+    ) -> Mission:
+        mission_id = await self._write(
+            "INSERT INTO missions(transport, kind, key, guild, parent_id, pacing, quorum, chapter,"
+            " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (address.transport, address.kind, address.key, guild, parent_id, pacing, quorum,
+             chapter, time.time()),
+        )  # fmt: skip
+        mission = await self.get_mission(mission_id)
+        assert mission is not None
+        return mission
+
+    async def get_mission(self, mission_id: int) -> Mission | None:
+        row = await self._one("SELECT * FROM missions WHERE id = ?", (mission_id,))
+        return self._mission(row) if row else None
+
+    async def find_mission(self, address: Address) -> Mission | None:
+        row = await self._one(
+            "SELECT * FROM missions WHERE transport = ? AND key = ?",
+            (address.transport, address.key),
+        )
+        return self._mission(row) if row else None
+
+    async def missions_of(self, learner_id: str) -> list[Mission]:
+        rows = await self._rows(
+            "SELECT m.* FROM missions m JOIN members x ON x.mission_id = m.id "
+            "WHERE x.learner_id = ? AND x.left = 0 AND m.state = 'running' ORDER BY m.id",
+            (learner_id,),
+        )
+        return [self._mission(r) for r in rows]
+
+    async def children(self, mission_id: int) -> list[Mission]:
+        rows = await self._rows(
+            "SELECT * FROM missions WHERE parent_id = ? ORDER BY id", (mission_id,)
+        )
+        return [self._mission(r) for r in rows]
+
+    async def all_missions(self) -> list[Mission]:
+        return [self._mission(r) for r in await self._rows("SELECT * FROM missions ORDER BY id")]
+
+    async def save_mission(self, mission: Mission) -> None:
+        await self._write(
+            "UPDATE missions SET chapter = ?, beat = ?, emitted = ?, state = ?, data = ?,"
+            " pacing = ?, quorum = ? WHERE id = ?",
+            (mission.chapter, mission.beat, int(mission.emitted), mission.state,
+             json.dumps(mission.data), mission.pacing, mission.quorum, mission.id),
+        )  # fmt: skip
+
+    # --- members ------------------------------------------------------------------------
+
+    async def add_member(self, mission_id: int, learner_id: str) -> None:
+        now = time.time()
+        await self._write(
+            "INSERT INTO members(mission_id, learner_id, joined, last_active) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(mission_id, learner_id) DO UPDATE SET left = 0, last_active = ?",
+            (mission_id, learner_id, now, now, now),
+        )
+
+    async def leave(self, mission_id: int, learner_id: str) -> None:
+        await self._write(
+            "UPDATE members SET left = 1 WHERE mission_id = ? AND learner_id = ?",
+            (mission_id, learner_id),
+        )
+
+    async def touch(self, mission_id: int, learner_id: str, at: float | None = None) -> None:
+        await self._write(
+            "UPDATE members SET last_active = ? WHERE mission_id = ? AND learner_id = ?",
+            (at if at is not None else time.time(), mission_id, learner_id),
+        )
+
+    async def members(self, mission_id: int) -> list[Member]:
+        rows = await self._rows(
+            "SELECT x.*, l.name FROM members x JOIN learners l ON l.id = x.learner_id "
+            "WHERE x.mission_id = ? ORDER BY x.joined, x.learner_id",
+            (mission_id,),
+        )
+        return [Member(r["learner_id"], r["name"], r["joined"], r["last_active"], bool(r["left"]))
+                for r in rows]  # fmt: skip
+
+    # --- progress -----------------------------------------------------------------------
+
+    async def pass_task(self, learner_id: str, task_key: str) -> None:
+        await self._write(
+            "INSERT OR IGNORE INTO task_passes(learner_id, task_key, passed_at) VALUES (?, ?, ?)",
+            (learner_id, task_key, time.time()),
+        )
+
+    async def passed(self, learner_ids: Iterable[str], task_key: str) -> set[str]:
+        ids = list(learner_ids)
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = await self._rows(
+            f"SELECT learner_id FROM task_passes WHERE task_key = ? AND learner_id IN ({marks})",
+            (task_key, *ids),
+        )
+        return {r["learner_id"] for r in rows}
+
+    async def save_objectives(
+        self, learner_id: str, task_key: str, results: Iterable[tuple[str, bool, str]]
+    ) -> None:
+        now = time.time()
+        async with self.unit():
+            for objective_id, passed, reason in results:
+                await self._write(
+                    "INSERT INTO objective_status VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE"
+                    " SET passed = excluded.passed, reason = excluded.reason,"
+                    " checked_at = excluded.checked_at",
+                    (learner_id, task_key, objective_id, int(passed), reason, now),
+                )
+
+    async def objectives(self, learner_id: str, task_key: str) -> dict[str, ObjectiveStatus]:
+        rows = await self._rows(
+            "SELECT * FROM objective_status WHERE learner_id = ? AND task_key = ?",
+            (learner_id, task_key),
+        )
+        return {r["objective_id"]: ObjectiveStatus(r["objective_id"], bool(r["passed"]),
+                                                   r["reason"], r["checked_at"]) for r in rows}  # fmt: skip
+
+    async def next_hint_tier(self, learner_id: str, task_key: str, objective_id: str) -> int:
+        """Advance and return the hint tier (1..3) for an objective; it stays at 3."""
+        async with self.unit():
+            await self._write(
+                "INSERT INTO hints VALUES (?, ?, ?, 1) ON CONFLICT DO UPDATE"
+                " SET tier = min(tier + 1, 3)",
+                (learner_id, task_key, objective_id),
+            )
+            row = await self._one(
+                "SELECT tier FROM hints WHERE learner_id = ? AND task_key = ? AND objective_id = ?",
+                (learner_id, task_key, objective_id),
+            )
+        return int(row["tier"]) if row else 1
+
+    async def save_answer(self, mission_id: int, beat_key: str, learner_id: str, text: str) -> None:
+        await self._write(
+            "INSERT INTO answers VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET text = excluded.text",
+            (mission_id, beat_key, learner_id, text, time.time()),
+        )
+
+    async def answered(self, mission_id: int, beat_key: str) -> dict[str, str]:
+        rows = await self._rows(
+            "SELECT learner_id, text FROM answers WHERE mission_id = ? AND beat_key = ?",
+            (mission_id, beat_key),
+        )
+        return {r["learner_id"]: r["text"] for r in rows}
+
+    # --- outbox -------------------------------------------------------------------------
+
+    async def enqueue(self, mission_id: int, messages: Iterable[Outgoing]) -> None:
+        now = time.time()
+        async with self.unit():
+            for message in messages:
+                await self._write(
+                    "INSERT INTO outbox(mission_id, payload, created) VALUES (?, ?, ?)",
+                    (mission_id, json.dumps(message.to_json()), now),
+                )
+
+    async def pending(self, mission_id: int) -> list[OutboxItem]:
+        rows = await self._rows(
+            "SELECT * FROM outbox WHERE mission_id = ? AND sent_at IS NULL ORDER BY id",
+            (mission_id,),
+        )
+        return [OutboxItem(r["id"], r["mission_id"], Outgoing.from_json(json.loads(r["payload"])))
+                for r in rows]  # fmt: skip
+
+    async def missions_with_pending(self) -> list[int]:
+        rows = await self._rows("SELECT DISTINCT mission_id FROM outbox WHERE sent_at IS NULL")
+        return [r["mission_id"] for r in rows]
+
+    async def mark_sent(self, item_id: int) -> None:
+        await self._write("UPDATE outbox SET sent_at = ? WHERE id = ?", (time.time(), item_id))
+
+    # --- transcripts and settings -------------------------------------------------------
+
+    async def add_transcript(
+        self, scope: str, role: str, speaker: str | None, content: str, tokens: int = 0
+    ) -> int:
+        return await self._write(
+            "INSERT INTO transcripts(scope, role, speaker, content, tokens, at) VALUES (?,?,?,?,?,?)",
+            (scope, role, speaker, content, tokens, time.time()),
+        )
+
+    async def transcript(self, scope: str, after_id: int = 0) -> list[TranscriptEntry]:
+        rows = await self._rows(
+            "SELECT * FROM transcripts WHERE scope = ? AND id > ? ORDER BY id", (scope, after_id)
+        )
+        return [TranscriptEntry(r["id"], r["role"], r["speaker"], r["content"], r["tokens"], r["at"])
+                for r in rows]  # fmt: skip
+
+    async def summary(self, scope: str) -> tuple[str, int]:
+        row = await self._one("SELECT summary, upto_id FROM summaries WHERE scope = ?", (scope,))
+        return (row["summary"], row["upto_id"]) if row else ("", 0)
+
+    async def set_summary(self, scope: str, summary: str, upto_id: int) -> None:
+        await self._write(
+            "INSERT INTO summaries VALUES (?, ?, ?) ON CONFLICT DO UPDATE"
+            " SET summary = excluded.summary, upto_id = excluded.upto_id",
+            (scope, summary, upto_id),
+        )
+
+    async def get_setting(self, scope: str, key: str) -> str | None:
+        row = await self._one(
+            "SELECT value FROM settings WHERE scope = ? AND key = ?", (scope, key)
+        )
+        return row["value"] if row else None
+
+    async def set_setting(self, scope: str, key: str, value: str | None) -> None:
+        if value is None:
+            await self._write("DELETE FROM settings WHERE scope = ? AND key = ?", (scope, key))
+        else:
+            await self._write(
+                "INSERT INTO settings VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
+                (scope, key, value),
+            )
