@@ -10,7 +10,9 @@ Pacing = Literal["together", "quorum", "self-paced"]
 PACINGS: tuple[Pacing, ...] = ("together", "quorum", "self-paced")
 
 
-def gate_open(pacing: Pacing, active: Collection[str], done: Collection[str], quorum: float) -> bool:
+def gate_open(
+    pacing: Pacing, active: Collection[str], done: Collection[str], quorum: float
+) -> bool:
     """Whether the story may move past a gate.
 
     ``active`` are members counted now (idle members drop out); ``done`` have passed the

@@ -16,16 +16,16 @@ from bot.content.schema import Drill, FactCheck
 from sandbox.objectives import EvalContext, ObjectiveResult, ObjectiveSpec
 
 MessageKind = Literal[
-    "line",      # one paragraph of the story (scene, narration, stage or dialogue)
+    "line",  # one paragraph of the story (scene, narration, stage or dialogue)
     "question",  # a Think First or profile question; ``choices`` may be set
-    "task",      # instructions with manifests and the check/hint actions
-    "review",    # the crew's assessment table (``rows``)
-    "summary",   # headed lists (``sections``)
-    "status",    # objective status after a check
-    "hint",      # one hint tier for one objective
-    "reply",     # the crew answering the learner (voice or scripted)
-    "notice",    # out-of-story information (how to get a cluster, errors in input)
-    "board",     # the crew board: one message, edited in place by the transport
+    "task",  # instructions with manifests and the check/hint actions
+    "review",  # the crew's assessment table (``rows``)
+    "summary",  # headed lists (``sections``)
+    "status",  # objective status after a check
+    "hint",  # one hint tier for one objective
+    "reply",  # the crew answering the learner (voice or scripted)
+    "notice",  # out-of-story information (how to get a cluster, errors in input)
+    "board",  # the crew board: one message, edited in place by the transport
     "progress",  # sandbox provisioning progress: one message, edited in place
 ]
 Action = Literal["continue", "check", "hint", "manifest"]

@@ -1,0 +1,79 @@
+"""Turn a beat into the messages a transport shows. Text is passed through exactly as written."""
+
+from __future__ import annotations
+
+from bot.content.course import BeatRef, Course
+from bot.content.schema import (
+    Beat,
+    DebriefBeat,
+    Line,
+    NarrativeBeat,
+    QuestionBeat,
+    ReviewBeat,
+    SummaryBeat,
+    TaskBeat,
+)
+from bot.engine.ports import Outgoing
+
+
+def line_message(line: Line) -> Outgoing:
+    speaker = line.speaker or ("narrator" if line.style != "dialogue" else None)
+    return Outgoing(kind="line", text=line.text, speaker=speaker, style=line.style)
+
+
+def task_key(course: Course, ref: BeatRef) -> str:
+    """A stable key for a task: chapter id and beat id survive edits to other beats."""
+    return f"{course.chapters[ref.chapter].id}/{course.beat(ref).id}"
+
+
+def task_text(beat: TaskBeat, os_name: str | None) -> str:
+    parts = [f"**{beat.title}**", beat.instructions.strip()]
+    if beat.setup:
+        chosen = beat.setup.get(os_name) if os_name else None  # type: ignore[call-overload]
+        if chosen:
+            parts.append(chosen.strip())
+        else:
+            parts += [v.strip() for v in beat.setup.values()]
+    return "\n\n".join(parts)
+
+
+def render(
+    course: Course, ref: BeatRef, beat: Beat, *, os_name: str | None = None
+) -> list[Outgoing]:
+    """The messages that present ``beat``; pauses and gates are the engine's business."""
+    if isinstance(beat, NarrativeBeat | DebriefBeat):
+        return [line_message(line) for line in beat.lines]
+    if isinstance(beat, QuestionBeat):
+        out = [line_message(line) for line in beat.lines[:-1]]
+        last = beat.lines[-1]
+        choices = [{"value": c.value, "label": c.label} for c in beat.choices]
+        out.append(
+            Outgoing(
+                kind="question", text=last.text, speaker=last.speaker or "torres", style=last.style,
+                data={"title": beat.title, "choices": choices, "beat": beat.id},
+            )
+        )  # fmt: skip
+        return out
+    if isinstance(beat, TaskBeat):
+        chapter_dir = course.chapter_dirs[ref.chapter].name
+        files = tuple(f"chapters/{chapter_dir}/manifests/{m.file}" for m in beat.manifests)
+        objectives = [{"id": o.id, "title": o.title} for o in beat.objectives]
+        return [
+            Outgoing(
+                kind="task", text=task_text(beat, os_name), speaker="torres",
+                actions=("check", "hint", "manifest") if files else ("check", "hint"),
+                attachments=files, data={"title": beat.title, "objectives": objectives},
+            )
+        ]  # fmt: skip
+    if isinstance(beat, ReviewBeat):
+        rows = [[r.aspect, r.assessment] for r in beat.rows]
+        text = "\n".join(f"- **{a}**: {b}" for a, b in rows)
+        return [Outgoing(kind="review", text=text, speaker="torres", data={"rows": rows})]
+    if isinstance(beat, SummaryBeat):
+        text = "\n\n".join(
+            f"**{name}**\n" + "\n".join(f"- {item}" for item in items)
+            for name, items in beat.sections.items()
+        )
+        return [Outgoing(kind="summary", text=f"## {beat.heading}\n\n{text}",
+                         data={"heading": beat.heading, "sections": beat.sections})]  # fmt: skip
+    raise TypeError(f"unknown beat {type(beat).__name__}")
