@@ -46,11 +46,21 @@ class Course:
         for i, ch in enumerate(self.chapters):
             if str(ch.number) == str(key) or ch.id == str(key):
                 return i
-        raise KeyError(f"no chapter {key!r}; chapters are " + ", ".join(
-            f"{c.number} ({c.id})" for c in self.chapters))
+        raise KeyError(
+            f"no chapter {key!r}; chapters are "
+            + ", ".join(f"{c.number} ({c.id})" for c in self.chapters)
+        )
 
     def manifest_path(self, chapter: int, file: str) -> Path:
         return self.chapter_dirs[chapter] / "manifests" / file
+
+    @property
+    def root(self) -> Path:
+        """The folder holding ``chapters/``: attachment paths are relative to it."""
+        return self.chapter_dirs[0].parent.parent if self.chapter_dirs else ROOT
+
+    def resolve(self, relative: str) -> Path:
+        return self.root / relative
 
     def tasks(self, chapter: int) -> list[TaskBeat]:
         return [b for b in self.chapters[chapter].beats if isinstance(b, TaskBeat)]
@@ -59,7 +69,9 @@ class Course:
         return self.personas.get(speaker or "")
 
 
-def load_course(chapters_dir: Path = DEFAULT_CHAPTERS, personas_dir: Path = DEFAULT_PERSONAS) -> Course:
+def load_course(
+    chapters_dir: Path = DEFAULT_CHAPTERS, personas_dir: Path = DEFAULT_PERSONAS
+) -> Course:
     """Load and cross-check everything; raise :class:`ContentError` listing every problem."""
     problems: list[Problem] = []
     personas: dict[str, Persona] = {}
@@ -85,8 +97,14 @@ def load_course(chapters_dir: Path = DEFAULT_CHAPTERS, personas_dir: Path = DEFA
     seen: dict[int, Path] = {}
     for chapter, path in loaded:
         if chapter.number in seen:
-            problems.append(Problem(str(path), 1, "number",
-                                    f"chapter number {chapter.number} also used by {seen[chapter.number]}"))
+            problems.append(
+                Problem(
+                    str(path),
+                    1,
+                    "number",
+                    f"chapter number {chapter.number} also used by {seen[chapter.number]}",
+                )
+            )
         seen[chapter.number] = path
         problems += _unknown_speakers(chapter, path, personas)
     if problems:
@@ -105,6 +123,12 @@ def _unknown_speakers(chapter: Chapter, path: Path, personas: dict[str, Persona]
             for i, line in enumerate(getattr(beat, key, []) or []):
                 if line.speaker and line.speaker not in personas:
                     loc = ("beats", b, key, i, "speaker")
-                    out.append(Problem(str(path), lines.find(loc), f"beats[{b}].lines[{i}].speaker",
-                                       f"no persona {line.speaker!r} in personas/"))
+                    out.append(
+                        Problem(
+                            str(path),
+                            lines.find(loc),
+                            f"beats[{b}].lines[{i}].speaker",
+                            f"no persona {line.speaker!r} in personas/",
+                        )
+                    )
     return out

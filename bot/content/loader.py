@@ -78,6 +78,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, _Lines]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context_mark", None)
+        if context is not None and context.line + 1 != line:
+            problem += f" (opened at line {context.line + 1})"
         raise ContentError([Problem(file, line, "", f"YAML syntax: {problem}")]) from None
     if node is None:
         raise ContentError([Problem(file, 1, "", "the file is empty")])

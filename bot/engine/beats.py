@@ -55,8 +55,10 @@ def render(
         )  # fmt: skip
         return out
     if isinstance(beat, TaskBeat):
-        chapter_dir = course.chapter_dirs[ref.chapter].name
-        files = tuple(f"chapters/{chapter_dir}/manifests/{m.file}" for m in beat.manifests)
+        files = tuple(
+            course.manifest_path(ref.chapter, m.file).relative_to(course.root).as_posix()
+            for m in beat.manifests
+        )
         objectives = [{"id": o.id, "title": o.title} for o in beat.objectives]
         return [
             Outgoing(

@@ -1,0 +1,1 @@
+"""Subcommands of ``kepler``, one module each."""

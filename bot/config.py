@@ -1,0 +1,104 @@
+"""Settings from the environment, in one place. The README's configuration table lists them all
+(``tests/test_config.py`` keeps the two in step).
+
+Add a setting by adding one :class:`Var` to :data:`VARS` and a field of the same name to
+:class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bot.content.course import DEFAULT_CHAPTERS, DEFAULT_PERSONAS
+
+
+@dataclass(frozen=True)
+class Var:
+    env: str
+    field: str
+    default: str
+    help: str
+    secret: bool = False
+
+
+VARS: tuple[Var, ...] = (
+    Var("KEPLER_DB", "db", "./kepler.db", "SQLite file for all state (WAL mode)."),
+    Var("KEPLER_CHAPTERS", "chapters", str(DEFAULT_CHAPTERS), "Folder of chapter directories."),
+    Var("KEPLER_PERSONAS", "personas", str(DEFAULT_PERSONAS), "Folder of persona files."),
+    Var("KEPLER_LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Var("KEPLER_LOG_FORMAT", "log_format", "auto", "json, text, or auto (text on a terminal)."),
+    Var("ANTHROPIC_API_KEY", "anthropic_api_key", "", "Enables the crew's voice; without it, scripted lines.", True),
+    Var("KEPLER_MODEL", "model", "claude-sonnet-4-5", "Claude model for the crew's voice."),
+    Var("KEPLER_VOICE_DAILY_TOKENS", "voice_daily_tokens", "200000", "Tokens per learner per day."),
+    Var("KEPLER_VOICE_PER_MINUTE", "voice_per_minute", "6", "Voice requests per learner per minute."),
+    Var("KEPLER_VOICE_GUILD_DAILY_TOKENS", "voice_guild_daily_tokens", "2000000", "Tokens per server per day."),
+    Var("DISCORD_TOKEN", "discord_token", "", "Bot token for `kepler serve`.", True),
+    Var("DISCORD_GUILD_ID", "discord_guild_id", "", "Sync commands to this server only (development)."),
+    Var("HOST_KUBECONFIG", "host_kubeconfig", "", "Kubeconfig of the host cluster for learners' vclusters; empty: in-cluster config.", True),
+    Var("KEPLER_SECRET_KEY", "secret_key", "", "Fernet key that encrypts secrets at rest (kubeconfigs, webhook tokens).", True),
+    Var("KEPLER_IDLE_MINUTES", "idle_minutes", "60", "A crew member idle this long drops out of the count."),
+    Var("KEPLER_CHECK_WORKERS", "check_workers", "16", "Threads that read learners' clusters."),
+    Var("KEPLER_CHECK_TIMEOUT", "check_timeout", "5", "Seconds before a learner's cluster read times out."),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str
+    chapters: str
+    personas: str
+    log_level: str
+    log_format: str
+    anthropic_api_key: str
+    model: str
+    voice_daily_tokens: str
+    voice_per_minute: str
+    voice_guild_daily_tokens: str
+    discord_token: str
+    discord_guild_id: str
+    host_kubeconfig: str
+    secret_key: str
+    idle_minutes: str
+    check_workers: str
+    check_timeout: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {v.field: env.get(v.env, v.default) for v in VARS}
+        return cls(**values)
+
+    def int(self, name: str) -> int:
+        return int(getattr(self, name))
+
+    def float(self, name: str) -> float:
+        return float(getattr(self, name))
+
+    @property
+    def chapters_dir(self) -> Path:
+        return Path(self.chapters)
+
+    @property
+    def personas_dir(self) -> Path:
+        return Path(self.personas)
+
+    def __repr__(self) -> str:  # secrets never reach a log through repr
+        shown = {f.name: ("***" if _secret(f.name) and getattr(self, f.name) else getattr(self, f.name))
+                 for f in fields(self)}  # fmt: skip
+        return f"Settings({shown})"
+
+
+def _secret(field: str) -> bool:
+    return any(v.secret for v in VARS if v.field == field)
+
+
+def markdown_table() -> str:
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for v in VARS:
+        default = "(repo)/" + Path(v.default).name if v.default.startswith("/") else v.default
+        rows.append(f"| `{v.env}` | `{default}` | {v.help} |" if default else f"| `{v.env}` | (empty) | {v.help} |")
+    return "\n".join(rows)
