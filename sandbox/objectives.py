@@ -10,9 +10,12 @@ lists exactly those kinds, once each, per check.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -150,7 +153,9 @@ class PvcBoundObjective(ObjectiveBase):
     storage_class: str | None = None
 
     def kinds(self) -> set[str]:
-        return {"PersistentVolumeClaim", "Pod"} if self.mounted else {"PersistentVolumeClaim"}
+        # Events explain a Pending claim (no such class, waiting for a consumer...).
+        base = {"PersistentVolumeClaim", "Event"}
+        return base | {"Pod"} if self.mounted else base
 
 
 class NamespaceObjective(ObjectiveBase):
@@ -180,7 +185,8 @@ class NetworkPolicyObjective(ObjectiveBase):
     )
 
     def kinds(self) -> set[str]:
-        return {"NetworkPolicy"}
+        # Namespaces' labels tell which namespaces a namespaceSelector admits.
+        return {"NetworkPolicy", "Namespace"} if self.allows_from_namespace else {"NetworkPolicy"}
 
 
 class AutoscalerObjective(ObjectiveBase):
@@ -262,7 +268,8 @@ class EvalContext:
 class ObjectiveResult:
     id: str
     passed: bool
-    reason: str  # empty when passed
+    reason: str  # empty when passed: the spec's reason, then " — " and the specifics
+    detail: str = ""  # the specifics alone (also set on a pass, e.g. "3 of 3 pods Ready")
 
 
 def kinds_for(specs: Iterable[ObjectiveSpec]) -> set[str]:
@@ -271,3 +278,641 @@ def kinds_for(specs: Iterable[ObjectiveSpec]) -> set[str]:
     for spec in specs:
         out |= spec.kinds()
     return out
+
+
+# --- evaluation ------------------------------------------------------------------------------
+#
+# Pure functions over plain API JSON. Each judge returns (passed, detail); ``evaluate`` adds
+# the spec's own sentence. An empty scope always fails: nothing there is never "all good".
+
+Obj = dict[str, Any]
+Verdict = tuple[bool, str]
+
+FAILING_WAIT_REASONS = frozenset({
+    "ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError",
+    "InvalidImageName", "CreateContainerError", "RunContainerError", "ErrImageNeverPull",
+})
+
+
+def evaluate(spec: ObjectiveSpec, snapshot: Snapshot, ctx: EvalContext | None = None
+             ) -> ObjectiveResult:
+    """Judge one objective over a snapshot."""
+    judge = _JUDGES[type(spec)]
+    passed, detail = judge(spec, snapshot, ctx or EvalContext())
+    reason = "" if passed else (f"{spec.reason} — {detail}" if detail else spec.reason)
+    return ObjectiveResult(spec.id, passed, reason, detail)
+
+
+def evaluate_all(specs: Iterable[ObjectiveSpec], snapshot: Snapshot,
+                 ctx: EvalContext | None = None) -> list[ObjectiveResult]:
+    return [evaluate(s, snapshot, ctx) for s in specs]
+
+
+# --- object helpers --------------------------------------------------------------------------
+
+
+def _meta(o: Obj) -> Obj:
+    return o.get("metadata") or {}
+
+
+def _name(o: Obj) -> str:
+    return str(_meta(o).get("name", ""))
+
+
+def _ns(o: Obj) -> str:
+    return str(_meta(o).get("namespace", ""))
+
+
+def _labels(o: Obj) -> dict[str, str]:
+    return _meta(o).get("labels") or {}
+
+
+def _deleting(o: Obj) -> bool:
+    return bool(_meta(o).get("deletionTimestamp"))
+
+
+def _cond(o: Obj, type_: str) -> Obj | None:
+    for c in (o.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return c
+    return None
+
+
+def _cond_true(o: Obj, type_: str) -> bool:
+    c = _cond(o, type_)
+    return c is not None and c.get("status") == "True"
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _sel(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def _scope(kind: str, namespace: str | None = None, labels: Mapping[str, str] | None = None,
+           name: str | None = None) -> str:
+    """Human words for a scope: 'Pods with app=x in namespace y'."""
+    out = f"{kind}s" if name is None else f"{kind} {name}"
+    if labels:
+        out += f" with {_sel(labels)}"
+    if namespace:
+        out += f" in namespace {namespace}"
+    return out
+
+
+def _select(objs: Iterable[Obj], namespace: str | None = None,
+            labels: Mapping[str, str] | None = None, name: str | None = None) -> list[Obj]:
+    out = []
+    for o in objs:
+        if namespace is not None and _ns(o) != namespace:
+            continue
+        if name is not None and _name(o) != name:
+            continue
+        ls = _labels(o)
+        if labels and any(ls.get(k) != v for k, v in labels.items()):
+            continue
+        out.append(o)
+    return out
+
+
+def _find_named(snapshot: Snapshot, kind: str, name: str, namespace: str | None
+                ) -> tuple[Obj | None, str]:
+    """The object, or None and why: missing, or found only in another namespace."""
+    objs = snapshot.of(kind)
+    found = _select(objs, namespace, None, name)
+    if found:
+        return found[0], ""
+    elsewhere = sorted({_ns(o) for o in _select(objs, None, None, name)})
+    if elsewhere and namespace:
+        return None, f"{kind} {name} is in namespace {', '.join(elsewhere)}, not {namespace}"
+    where = f" in namespace {namespace}" if namespace else ""
+    return None, f"no {kind} named {name}{where}"
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """A LabelSelector (matchLabels and matchExpressions) against labels; {} selects all."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+# --- partial matching --------------------------------------------------------------------------
+
+_SUFFIX = {"m": "1e-3", "k": "1e3", "M": "1e6", "G": "1e9", "T": "1e12", "P": "1e15",
+           "E": "1e18", "Ki": "1024", "Mi": "1048576", "Gi": "1073741824",
+           "Ti": "1099511627776", "Pi": "1125899906842624", "Ei": "1152921504606846976"}
+_QTY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
+
+
+def quantity(value: Any) -> Decimal | None:
+    """A Kubernetes quantity ("500m", "1Gi", 2, "0.5") as a Decimal, or None."""
+    if isinstance(value, bool):
+        return None
+    m = _QTY.match(str(value).strip())
+    if not m:
+        return None
+    return Decimal(m.group(1)) * Decimal(_SUFFIX.get(m.group(2) or "", "1"))
+
+
+def _scalar_eq(expected: Any, actual: Any) -> bool:
+    if expected == actual and type(expected) is type(actual):
+        return True
+    if isinstance(expected, bool) or isinstance(actual, bool) or actual is None:
+        return expected == actual
+    if str(expected) == str(actual):
+        return True
+    a, b = quantity(expected), quantity(actual)
+    return a is not None and a == b
+
+
+def mismatch(expected: Any, actual: Any, path: str = "") -> str | None:
+    """Where ``actual`` fails to contain the partial spec ``expected``; None when it does.
+
+    Dicts match as subsets, lists when each expected element matches a distinct actual
+    element, scalars when equal (numbers and quantities compared after normalising).
+    """
+    where = path or "object"
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return f"{where} is {_show(actual)}, expected an object"
+        for key, value in expected.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in actual and value is not None:
+                return f"{sub} is missing"
+            if (why := mismatch(value, actual.get(key), sub)) is not None:
+                return why
+        return None
+    if isinstance(expected, list):
+        if not isinstance(actual, list):
+            return f"{where} is {_show(actual)}, expected a list"
+        if _assign(expected, actual, 0, set()):
+            return None
+        for item in expected:
+            if not any(mismatch(item, a) is None for a in actual):
+                if len(actual) == 1:
+                    return mismatch(item, actual[0], f"{where}[0]")
+                return f"{where} has no element matching {_show(item)}"
+        return f"{where} has too few elements matching {_show(expected)}"
+    if _scalar_eq(expected, actual):
+        return None
+    return f"{where} is {_show(actual)}, expected {_show(expected)}"
+
+
+def _assign(expected: list[Any], actual: list[Any], i: int, used: set[int]) -> bool:
+    """Backtracking: expected[i:] can each take a distinct unused actual element."""
+    if i == len(expected):
+        return True
+    for j, a in enumerate(actual):
+        if j not in used and mismatch(expected[i], a) is None:
+            used.add(j)
+            if _assign(expected, actual, i + 1, used):
+                return True
+            used.discard(j)
+    return False
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "missing"
+    s = json.dumps(v, separators=(", ", ": ")) if isinstance(v, dict | list) else repr(v)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+# --- pods ----------------------------------------------------------------------------------
+
+
+def pod_ready(p: Obj) -> bool:
+    """Running, Ready condition True, and not being deleted."""
+    return ((p.get("status") or {}).get("phase") == "Running" and _cond_true(p, "Ready")
+            and not _deleting(p))
+
+
+def pod_problem(p: Obj) -> str | None:
+    """Why a pod is stuck (a failing waiting reason on any container), or None."""
+    status = p.get("status") or {}
+    pspec = p.get("spec") or {}
+    images = {c.get("name"): c.get("image") for c in
+              [*(pspec.get("initContainers") or []), *(pspec.get("containers") or [])]}
+    for key, label in (("initContainerStatuses", "init container"),
+                       ("containerStatuses", "container")):
+        for cs in status.get(key) or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in FAILING_WAIT_REASONS:
+                image = cs.get("image") or images.get(cs.get("name")) or "?"
+                return (f"Pod {_name(p)}: {label} {cs.get('name')} is waiting: {reason} "
+                        f"(image {image})")
+    return None
+
+
+def _not_ready_why(p: Obj) -> str:
+    if _deleting(p):
+        return f"Pod {_name(p)} is being deleted"
+    if (problem := pod_problem(p)) is not None:
+        return problem
+    phase = (p.get("status") or {}).get("phase", "Unknown")
+    if phase != "Running":
+        sched = _cond(p, "PodScheduled")
+        if sched and sched.get("status") == "False" and sched.get("message"):
+            return f"Pod {_name(p)} is {phase}: {sched['message']}"
+        return f"Pod {_name(p)} is {phase}"
+    ready = _cond(p, "Ready") or {}
+    msg = ready.get("message") or ready.get("reason") or "not Ready"
+    return f"Pod {_name(p)} is Running but not Ready ({msg})"
+
+
+def _ready_nodes(snapshot: Snapshot) -> list[Obj]:
+    return [n for n in snapshot.of("Node") if _cond_true(n, "Ready")]
+
+
+# --- judges ----------------------------------------------------------------------------------
+
+
+def _judge_match(spec: MatchObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    t = spec.target
+    scope = _select(snap.of(t.kind), t.namespace, t.labels, t.name)
+    if not scope:
+        if t.name:
+            _, why = _find_named(snap, t.kind, t.name, t.namespace)
+            if t.labels and _select(snap.of(t.kind), t.namespace, None, t.name):
+                why = f"{t.kind} {t.name} does not carry {_sel(t.labels)}"
+            return False, why
+        return False, f"no {_scope(t.kind, t.namespace, t.labels)}"
+    good = [o for o in scope if mismatch(spec.fields, o) is None]
+    if len(good) < spec.min:
+        bad = next(o for o in scope if o not in good)
+        why = mismatch(spec.fields, bad)
+        head = (f"{len(good)} of {spec.min} required {t.kind}s match; "
+                if spec.min > 1 or len(scope) > 1 else "")
+        return False, f"{head}{t.kind} {_name(bad)}: {why}"
+    if spec.max is not None and len(good) > spec.max:
+        return False, f"{len(good)} {t.kind}s match, at most {spec.max} allowed"
+    return True, f"{len(good)} {t.kind}(s) match"
+
+
+def _judge_ready_pods(spec: ReadyPodsObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    pods = _select(snap.of("Pod"), spec.namespace, spec.labels, spec.name)
+    what = _scope("Pod", spec.namespace, spec.labels, spec.name)
+    if not pods:
+        return False, f"no {what}"
+    ready = [p for p in pods if pod_ready(p)]
+    label = f"pods with {_sel(spec.labels)}" if spec.labels else (
+        f"pod {spec.name}" if spec.name else "pods")
+    if len(ready) < spec.min:
+        detail = f"{len(ready)} of {spec.min} {label} Ready"
+        if spec.namespace:
+            detail += f" in namespace {spec.namespace}"
+        laggard = next((p for p in pods if not pod_ready(p)), None)
+        if laggard is not None:
+            detail += f"; {_not_ready_why(laggard)}"
+        return False, detail
+    if spec.distinct_nodes:
+        need = max(1, min(spec.min, len(_ready_nodes(snap))))
+        nodes = {(p.get("spec") or {}).get("nodeName") for p in ready} - {None}
+        if len(nodes) < need:
+            return False, (f"the {len(ready)} Ready {label} run on {len(nodes)} node(s) "
+                           f"({', '.join(sorted(nodes))}); need {need} distinct nodes")
+    return True, f"{len(ready)} {label} Ready"
+
+
+def _judge_condition(spec: ConditionObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    t = spec.target
+    scope = _select(snap.of(t.kind), t.namespace, t.labels, t.name)
+    if not scope:
+        if t.name:
+            return False, _find_named(snap, t.kind, t.name, t.namespace)[1]
+        return False, f"no {_scope(t.kind, t.namespace, t.labels)}"
+    for o in scope:
+        c = _cond(o, spec.type)
+        if c is None:
+            return False, f"{t.kind} {_name(o)} has no {spec.type} condition yet"
+        if c.get("status") != spec.status:
+            extra = ": ".join(x for x in (c.get("reason"), c.get("message")) if x)
+            return False, (f"{t.kind} {_name(o)}: {spec.type} is {c.get('status')}"
+                           + (f" ({extra})" if extra else ""))
+    return True, f"{spec.type}={spec.status} on {len(scope)} {t.kind}(s)"
+
+
+def _judge_nodes_ready(spec: NodesReadyObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    nodes = snap.of("Node")
+    if not nodes:
+        return False, "the cluster reports no nodes"
+    ready = _ready_nodes(snap)
+    if len(ready) < spec.min:
+        down = [_name(n) for n in nodes if n not in ready]
+        return False, (f"{len(ready)} of {spec.min} nodes Ready"
+                       + (f" (not Ready: {', '.join(down)})" if down else ""))
+    return True, f"{len(ready)} nodes Ready"
+
+
+def _normalise_image(image: str) -> str:
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/"):
+        if image.startswith(prefix):
+            image = image[len(prefix):]
+            break
+    image = image.removeprefix("library/")
+    last = image.rsplit("/", 1)[-1]
+    return image if (":" in last or "@" in last) else image + ":latest"
+
+
+def _judge_rollout(spec: RolloutObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    d, why = _find_named(snap, "Deployment", spec.name, spec.namespace)
+    if d is None:
+        return False, why
+    dspec, status = d.get("spec") or {}, d.get("status") or {}
+    name = f"Deployment {spec.name}"
+    if spec.image:
+        for c in ((dspec.get("template") or {}).get("spec") or {}).get("containers") or []:
+            if _normalise_image(str(c.get("image", ""))) != _normalise_image(spec.image):
+                return False, (f"{name}: container {c.get('name')} runs image {c.get('image')}, "
+                               f"expected {spec.image}")
+    prog = _cond(d, "Progressing")
+    if prog and prog.get("reason") == "ProgressDeadlineExceeded":
+        return False, (f"{name}: rollout is stuck: ProgressDeadlineExceeded"
+                       + (f" ({prog['message']})" if prog.get("message") else ""))
+    gen, observed = _meta(d).get("generation", 0), status.get("observedGeneration", 0)
+    if observed < gen:
+        return False, f"{name}: the controller has not yet seen generation {gen} (at {observed})"
+    desired = dspec.get("replicas", 1)
+    if desired < spec.min_replicas:
+        return False, f"{name} wants {desired} replicas; at least {spec.min_replicas} needed"
+    counts = {k: status.get(f"{k}Replicas", 0) for k in ("updated", "ready", "available")}
+    total = status.get("replicas", 0)
+    if any(v != desired for v in counts.values()) or total > desired:
+        parts = ", ".join(f"{v} {k}" for k, v in counts.items())
+        old = f"; {total - counts['updated']} old replicas still running" if (
+            total > counts["updated"]) else ""
+        return False, f"{name}: {parts} of {desired} replicas{old}"
+    return True, f"{name}: {desired} of {desired} replicas updated and available"
+
+
+def _judge_service(spec: ServiceEndpointsObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    svc, why = _find_named(snap, "Service", spec.name, spec.namespace)
+    if svc is None:
+        return False, why
+    sspec = svc.get("spec") or {}
+    name = f"Service {spec.name}"
+    if spec.type and sspec.get("type", "ClusterIP") != spec.type:
+        return False, f"{name} is type {sspec.get('type', 'ClusterIP')}, expected {spec.type}"
+    slices = [s for s in snap.of("EndpointSlice") if _ns(s) == _ns(svc)
+              and _labels(s).get("kubernetes.io/service-name") == spec.name]
+    seen: set[str] = set()
+    total = 0
+    for s in slices:
+        for ep in s.get("endpoints") or []:
+            total += 1
+            # a missing "ready" means ready (API contract)
+            if (ep.get("conditions") or {}).get("ready", True) is not False:
+                key = ((ep.get("targetRef") or {}).get("uid")
+                       or ",".join(ep.get("addresses") or []))
+                seen.add(key)
+    if len(seen) < spec.min_ready:
+        if not sspec.get("selector") and not total:
+            return False, f"{name} has no selector, so it selects no pods"
+        if not total:
+            return False, f"{name} selects no pods (selector {_sel(sspec.get('selector') or {})})"
+        return False, f"{name}: {len(seen)} of {spec.min_ready} endpoints ready ({total} in all)"
+    return True, f"{name}: {len(seen)} ready endpoints"
+
+
+def _judge_pvc(spec: PvcBoundObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    claim, why = _find_named(snap, "PersistentVolumeClaim", spec.name, spec.namespace)
+    if claim is None:
+        return False, why
+    name = f"PersistentVolumeClaim {spec.name}"
+    cls = (claim.get("spec") or {}).get("storageClassName")
+    if spec.storage_class and cls != spec.storage_class:
+        return False, f"{name} uses storage class {cls or '(none)'}, expected {spec.storage_class}"
+    phase = (claim.get("status") or {}).get("phase", "Pending")
+    if phase != "Bound":
+        return False, f"{name} is {phase}" + _pvc_why(claim, snap)
+    if spec.mounted:
+        users = [p for p in snap.of("Pod") if _ns(p) == _ns(claim) and any(
+            ((v.get("persistentVolumeClaim") or {}).get("claimName") == spec.name)
+            for v in (p.get("spec") or {}).get("volumes") or [])]
+        running = [p for p in users if (p.get("status") or {}).get("phase") == "Running"
+                   and not _deleting(p)]
+        if not running:
+            if users:
+                return False, f"{name} is Bound but its pod is not Running: " + _not_ready_why(
+                    users[0])
+            return False, f"{name} is Bound but no Running pod mounts it"
+        return True, f"{name} is Bound and mounted by Pod {_name(running[0])}"
+    return True, f"{name} is Bound"
+
+
+def _pvc_why(claim: Obj, snap: Snapshot) -> str:
+    for c in (claim.get("status") or {}).get("conditions") or []:
+        if c.get("message"):
+            return f": {c['message']}"
+    uid = _meta(claim).get("uid")
+    events = [e for e in snap.of("Event")
+              if (e.get("involvedObject") or {}).get("kind") == "PersistentVolumeClaim"
+              and ((e.get("involvedObject") or {}).get("uid") == uid
+                   or ((e.get("involvedObject") or {}).get("name") == _name(claim)
+                       and (e.get("involvedObject") or {}).get("namespace") == _ns(claim)))]
+    if not events:
+        return ""
+    last = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return f": {last.get('reason', '')}: {last.get('message', '')}".rstrip(": ")
+
+
+def _judge_namespaces(spec: NamespaceObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    by_name = {_name(n): n for n in snap.of("Namespace")}
+    problems = []
+    for name in spec.names:
+        ns = by_name.get(name)
+        if ns is None:
+            problems.append(f"namespace {name} does not exist")
+            continue
+        phase = (ns.get("status") or {}).get("phase", "Active")
+        if phase != "Active":
+            problems.append(f"namespace {name} is {phase}")
+        labels = _labels(ns)
+        for k, v in spec.labels.items():
+            want = name if v == "{name}" else v
+            if labels.get(k) != want:
+                have = f" (has {k}={labels[k]})" if k in labels else ""
+                problems.append(f"namespace {name} lacks label {k}={want}{have}")
+    if problems:
+        return False, "; ".join(problems)
+    return True, f"{len(spec.names)} namespace(s) ready"
+
+
+def _policy_types(p: Obj) -> set[str]:
+    pspec = p.get("spec") or {}
+    if pspec.get("policyTypes"):
+        return set(pspec["policyTypes"])
+    return {"Ingress"} | ({"Egress"} if pspec.get("egress") else set())
+
+
+def _policy_problem(spec: NetworkPolicyObjective, p: Obj, snap: Snapshot) -> str | None:
+    pspec = p.get("spec") or {}
+    name = f"NetworkPolicy {_name(p)}"
+    if spec.selects_all_pods:
+        sel = pspec.get("podSelector")
+        if sel is None or sel.get("matchLabels") or sel.get("matchExpressions"):
+            return f"{name} selects only some pods (podSelector {_show(sel)}), not all"
+    missing = [t for t in spec.policy_types if t not in _policy_types(p)]
+    if missing:
+        return f"{name} has policyTypes {sorted(_policy_types(p))}, missing {', '.join(missing)}"
+    if spec.allows_from_namespace:
+        return _ingress_problem(name, _ns(p), pspec, spec.allows_from_namespace, snap)
+    return None
+
+
+def _ingress_problem(name: str, own_ns: str, pspec: Obj, allowed: str, snap: Snapshot
+                     ) -> str | None:
+    """Ingress must admit ``allowed`` (by namespaceSelector) and no other namespace."""
+    namespaces = {_name(n): _labels(n) for n in snap.of("Namespace")}
+    if allowed not in namespaces:
+        namespaces[allowed] = {"kubernetes.io/metadata.name": allowed}
+    admits_allowed = False
+    for rule in pspec.get("ingress") or []:
+        peers = rule.get("from")
+        if not peers:
+            return f"{name} has an ingress rule without 'from', which admits every namespace"
+        for peer in peers:
+            if "ipBlock" in peer:
+                return f"{name} admits an ipBlock, not only namespace {allowed}"
+            ns_sel = peer.get("namespaceSelector")
+            if ns_sel is None:
+                admitted = {own_ns}
+            else:
+                admitted = {n for n, ls in namespaces.items() if selector_matches(ns_sel, ls)}
+            if allowed in admitted:
+                admits_allowed = True
+            others = sorted(admitted - {allowed})
+            if others:
+                return f"{name} also admits namespace(s) {', '.join(others)}"
+    if not admits_allowed:
+        return f"{name} does not admit ingress from namespace {allowed} (no matching namespaceSelector)"
+    return None
+
+
+def _judge_network_policy(spec: NetworkPolicyObjective, snap: Snapshot, ctx: EvalContext
+                          ) -> Verdict:
+    if spec.name:
+        p, why = _find_named(snap, "NetworkPolicy", spec.name, spec.namespace)
+        if p is None:
+            return False, why
+        candidates = [p]
+    else:
+        candidates = _select(snap.of("NetworkPolicy"), spec.namespace)
+        if not candidates:
+            return False, f"no NetworkPolicy in namespace {spec.namespace}"
+    problems = [_policy_problem(spec, p, snap) for p in candidates]
+    for p, problem in zip(candidates, problems, strict=True):
+        if problem is None:
+            return True, f"NetworkPolicy {_name(p)} in namespace {spec.namespace}"
+    return False, str(problems[0])
+
+
+def _judge_autoscaler(spec: AutoscalerObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    hpas = _select(snap.of("HorizontalPodAutoscaler"), spec.namespace)
+    where = f" in namespace {spec.namespace}" if spec.namespace else ""
+    if not hpas:
+        return False, f"no HorizontalPodAutoscaler{where}"
+
+    def target(h: Obj) -> Obj:
+        return (h.get("spec") or {}).get("scaleTargetRef") or {}
+
+    mine = [h for h in hpas if target(h).get("kind") == "Deployment"
+            and target(h).get("name") == spec.deployment]
+    if not mine:
+        h = hpas[0]
+        return False, (f"HorizontalPodAutoscaler {_name(h)} targets {target(h).get('kind')} "
+                       f"{target(h).get('name')}, not Deployment {spec.deployment}")
+    h = mine[0]
+    name = f"HorizontalPodAutoscaler {_name(h)}"
+    if not _select(snap.of("Deployment"), _ns(h), None, spec.deployment):
+        return False, f"{name} targets Deployment {spec.deployment}, which does not exist"
+    hspec = h.get("spec") or {}
+    lo, hi = hspec.get("minReplicas", 1), hspec.get("maxReplicas")
+    if spec.min_replicas is not None and lo != spec.min_replicas:
+        return False, f"{name} has minReplicas {lo}, expected {spec.min_replicas}"
+    if spec.max_replicas is not None and hi != spec.max_replicas:
+        return False, f"{name} has maxReplicas {hi}, expected {spec.max_replicas}"
+    have = {(m.get("resource") or m.get("containerResource") or {}).get("name")
+            for m in hspec.get("metrics") or []}
+    missing = [m for m in spec.metrics if m not in have]
+    if missing:
+        return False, f"{name} has no {', '.join(missing)} metric"
+    if spec.able_to_scale:
+        for ctype in ("AbleToScale", "ScalingActive"):
+            c = _cond(h, ctype)
+            if c is None:
+                return False, f"{name}: no {ctype} condition yet (the controller has not run)"
+            if c.get("status") != "True":
+                extra = ": ".join(x for x in (c.get("reason"), c.get("message")) if x)
+                return False, f"{name}: {ctype} is {c.get('status')} ({extra})"
+    return True, f"{name} scales Deployment {spec.deployment} {lo}-{hi}"
+
+
+def _judge_healthy(spec: HealthyPodsObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    pods = _select(snap.of("Pod"), spec.namespace, spec.labels)
+    if not pods:
+        return False, f"no {_scope('Pod', spec.namespace, spec.labels)}"
+    problems = [x for p in pods if (x := pod_problem(p)) is not None]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return False, problems[0] + more
+    return True, f"{len(pods)} pod(s), none failing"
+
+
+def _judge_recovered(spec: RecoveredObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    if ctx.drill_started_at is None:
+        return False, "waiting for the drill"
+    d, why = _find_named(snap, "Deployment", spec.deployment, spec.namespace)
+    if d is None:
+        return False, why
+    name = f"Deployment {spec.deployment}"
+    desired = (d.get("spec") or {}).get("replicas", 1)
+    ready = (d.get("status") or {}).get("readyReplicas", 0)
+    if ready < desired or desired == 0:
+        return False, f"{name}: {ready} of {desired} replicas Ready"
+    selector = (d.get("spec") or {}).get("selector") or {}
+    pods = [p for p in snap.of("Pod") if _ns(p) == _ns(d)
+            and selector_matches(selector, _labels(p))]
+    fresh = [p for p in pods if (t := _time(_meta(p).get("creationTimestamp"))) is not None
+             and t > ctx.drill_started_at and pod_ready(p)]
+    if not fresh:
+        return False, f"{name}: no Ready pod created since the drill yet"
+    return True, f"{name}: {ready} of {desired} Ready, {len(fresh)} pod(s) replaced"
+
+
+_JUDGES: dict[type, Any] = {
+    MatchObjective: _judge_match,
+    ReadyPodsObjective: _judge_ready_pods,
+    ConditionObjective: _judge_condition,
+    NodesReadyObjective: _judge_nodes_ready,
+    RolloutObjective: _judge_rollout,
+    ServiceEndpointsObjective: _judge_service,
+    PvcBoundObjective: _judge_pvc,
+    NamespaceObjective: _judge_namespaces,
+    NetworkPolicyObjective: _judge_network_policy,
+    AutoscalerObjective: _judge_autoscaler,
+    HealthyPodsObjective: _judge_healthy,
+    RecoveredObjective: _judge_recovered,
+}
