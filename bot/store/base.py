@@ -94,3 +94,22 @@ class Store(Protocol):
     async def get_setting(self, scope: str, key: str) -> str | None: ...
 
     async def set_setting(self, scope: str, key: str, value: str | None) -> None: ...
+
+    # --- voice usage ----------------------------------------------------------------------
+
+    async def add_voice_usage(
+        self,
+        day: str,
+        learner_id: str,
+        guild: str | None,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_creation_tokens: int = 0,
+        requests: int = 1,
+    ) -> None: ...
+
+    async def voice_usage(
+        self, day: str, *, learner_id: str | None = None, guild: str | None = None
+    ) -> dict[str, int]: ...

@@ -103,4 +103,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope, key)
     );
     """,
+    # 3 (voice): token usage per learner, per server, per station day
+    """
+    CREATE TABLE voice_usage (
+        day TEXT NOT NULL,
+        learner_id TEXT NOT NULL,
+        guild TEXT NOT NULL DEFAULT '',
+        requests INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, learner_id, guild)
+    );
+    CREATE INDEX voice_usage_by_guild ON voice_usage(day, guild);
+    """,
 ]

@@ -387,3 +387,53 @@ class SQLiteStore:
                 "INSERT INTO settings VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET value = excluded.value",
                 (scope, key, value),
             )
+
+    # --- voice usage ----------------------------------------------------------------------
+
+    async def add_voice_usage(
+        self,
+        day: str,
+        learner_id: str,
+        guild: str | None,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_creation_tokens: int = 0,
+        requests: int = 1,
+    ) -> None:
+        """Add one model call's usage to the learner's row for ``day`` (a station day)."""
+        await self._write(
+            "INSERT INTO voice_usage VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+            " requests = requests + excluded.requests,"
+            " input_tokens = input_tokens + excluded.input_tokens,"
+            " output_tokens = output_tokens + excluded.output_tokens,"
+            " cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,"
+            " cache_creation_tokens = cache_creation_tokens + excluded.cache_creation_tokens",
+            (day, learner_id, guild or "", requests, input_tokens, output_tokens,
+             cache_read_tokens, cache_creation_tokens),
+        )  # fmt: skip
+
+    async def voice_usage(
+        self, day: str, *, learner_id: str | None = None, guild: str | None = None
+    ) -> dict[str, int]:
+        """Totals for ``day``, for one learner (across servers) and/or one server."""
+        where, params = ["day = ?"], [day]
+        if learner_id is not None:
+            where.append("learner_id = ?")
+            params.append(learner_id)
+        if guild is not None:
+            where.append("guild = ?")
+            params.append(guild)
+        row = await self._one(
+            "SELECT coalesce(sum(requests), 0) AS requests,"
+            " coalesce(sum(input_tokens), 0) AS input_tokens,"
+            " coalesce(sum(output_tokens), 0) AS output_tokens,"
+            " coalesce(sum(cache_read_tokens), 0) AS cache_read_tokens,"
+            " coalesce(sum(cache_creation_tokens), 0) AS cache_creation_tokens"
+            f" FROM voice_usage WHERE {' AND '.join(where)}",
+            params,
+        )
+        keys = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_creation_tokens")
+        return {k: int(row[k]) if row else 0 for k in keys}
