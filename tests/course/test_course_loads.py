@@ -188,3 +188,38 @@ def test_dialogue_is_attributed(course):
                             f"The station's AI, {name}"
                         ):
                             assert line.speaker == pid, line.stage
+
+
+ANSWERS = {
+    "style": [
+        ("I learn better by getting my hands dirty first", "hands-on"),
+        ("I prefer to discuss the theory behind each system first", "theory"),
+        ("Explain the concepts to me, then I'll do it", "theory"),
+        ("Let me jump in and experiment", "hands-on"),
+    ],
+    "review": [
+        ("Please review every change immediately", "every-change"),
+        ("I'd rather work independently and ask for feedback when I need it", "independent"),
+        ("check my work closely", "every-change"),
+    ],
+    "feedback": [
+        ("Point out problems right away", "immediate"),
+        ("I'd rather discover them myself through testing", "discover"),
+        ("let me know right away", "immediate"),
+        ("let me figure it out", "discover"),
+    ],
+}
+
+
+@pytest.mark.parametrize("profile", list(ANSWERS))
+def test_free_answers_pick_the_right_choice(course, profile):
+    """Keywords are matched as lowercase substrings; the single best-scoring choice wins."""
+    question = next(
+        b for b in _chapter(course, 0).beats if isinstance(b, QuestionBeat) and b.profile == profile
+    )
+    for answer, want in ANSWERS[profile]:
+        text = answer.lower()
+        scores = {c.value: sum(k.lower() in text for k in c.keywords) for c in question.choices}
+        best = max(scores.values())
+        winners = [v for v, s in scores.items() if s == best]
+        assert best > 0 and winners == [want], f"{answer!r} scored {scores}"
