@@ -252,6 +252,8 @@ class Snapshot:
 
     objects: Mapping[str, list[dict[str, Any]]]
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # kind → the LIST's metadata.resourceVersion: where a watch for changes starts from
+    versions: Mapping[str, str] = field(default_factory=dict)
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return list(self.objects.get(kind, []))

@@ -1,0 +1,177 @@
+"""ClusterReader over the emulator: one LIST per kind, errors mapped, isolation, change notices."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
+from sandbox.objectives import EvalContext, evaluate_all, kinds_for
+from sandbox.snapshot import KINDS, ClusterReader, ReadPool
+from tests.emulator import KubeEmulator
+from tests.emulator import objects as ob
+from tests.sandbox.test_objectives import spec
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[KubeEmulator]:
+    with KubeEmulator() as e:
+        yield e
+
+
+_n = iter(range(10**6))
+
+
+@pytest.fixture
+def name(emu: KubeEmulator) -> str:
+    n = f"c{next(_n)}"
+    d = ob.deployment("web", "ops", replicas=2)
+    rs = ob.replica_set(d)
+    emu.add_cluster(n).put(ob.namespace("ops"), ob.node("n1"), ob.node("n2"), d, rs,
+                           *ob.deployment_pods(d, rs), ob.storage_class(),
+                           ob.persistent_volume("pv1"))
+    return n
+
+
+def reader(emu: KubeEmulator, name: str) -> ClusterReader:
+    return ClusterReader.from_configuration(emu.configuration(name))
+
+
+def test_read_lists_each_kind_once(emu: KubeEmulator, name: str) -> None:
+    c = emu[name]
+    c.clear_requests()
+    kinds = {"Pod", "Node", "Deployment", "Namespace", "StorageClass", "PersistentVolume"}
+    snap = reader(emu, name).read(kinds, timeout=5)
+    assert {p["metadata"]["name"][:4] for p in snap.of("Pod")} == {"web-"}
+    assert [n["metadata"]["name"] for n in snap.of("Node")] == ["n1", "n2"]
+    assert snap.of("Deployment")[0]["status"]["readyReplicas"] == 2
+    assert snap.of("Pod")[0]["kind"] == "Pod"
+    assert snap.versions["Pod"] == str(c.resource_version)
+    assert len(c.requests) == len(kinds)
+    for kind in kinds:
+        assert c.count("GET", KINDS[kind].path) == 1, kind
+    assert {r.path for r in c.requests} == {KINDS[k].path for k in kinds}
+    assert all(r.query == {} for r in c.requests)
+
+
+def test_objectives_over_a_read(emu: KubeEmulator, name: str) -> None:
+    specs = [spec("ready_pods", id="pods", namespace="ops", labels={"app": "web"}, min=2),
+             spec("rollout_complete", id="roll", name="web", namespace="ops"),
+             spec("nodes_ready", id="nodes", min=2)]
+    emu[name].clear_requests()
+    snap = reader(emu, name).read(kinds_for(specs), timeout=5)
+    assert len(emu[name].requests) == 3  # Pod, Deployment, Node
+    assert all(r.passed for r in evaluate_all(specs, snap, EvalContext()))
+
+
+def test_kubeconfig_over_tls(emu: KubeEmulator, name: str, tmp_path: object) -> None:
+    r = ClusterReader.from_kubeconfig(emu.kubeconfig_dict(name))
+    assert len(r.read({"Node"}, 5).of("Node")) == 2
+
+
+@pytest.mark.parametrize(("code", "error"), [
+    (403, ClusterForbidden), (401, ClusterForbidden), (500, ClusterError), (503, ClusterError),
+])
+def test_status_errors(emu: KubeEmulator, name: str, code: int, error: type) -> None:
+    emu[name].fail(code, path="/api/v1/nodes")
+    with pytest.raises(error) as exc:
+        reader(emu, name).read({"Node"}, 5)
+    assert str(code) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_wrong_token_is_forbidden_and_not_echoed(emu: KubeEmulator, name: str) -> None:
+    r = ClusterReader.from_configuration(emu.configuration(name, token="s3cret-token"))
+    with pytest.raises(ClusterForbidden) as exc:
+        r.read({"Pod"}, 5)
+    assert "s3cret" not in str(exc.value) and "401" in str(exc.value)
+
+
+def test_timeout(emu: KubeEmulator, name: str) -> None:
+    emu[name].delay(1.5)
+    started = time.monotonic()
+    with pytest.raises(ClusterTimeout):
+        reader(emu, name).read({"Pod", "Node"}, timeout=0.3)
+    assert time.monotonic() - started < 1.0
+    emu[name].clear_faults()
+
+
+def test_unreachable(emu: KubeEmulator, name: str) -> None:
+    emu[name].unreachable = True
+    with pytest.raises(ClusterUnreachable):
+        reader(emu, name).read({"Pod"}, 2)
+    emu[name].unreachable = False
+    cfg = emu.configuration(name)
+    cfg.host = "http://127.0.0.1:9"  # nothing listens there
+    with pytest.raises(ClusterUnreachable) as exc:
+        ClusterReader.from_configuration(cfg).read({"Pod"}, 2)
+    assert "connection refused" in str(exc.value)
+
+
+def test_bad_kubeconfig(tmp_path: object) -> None:
+    with pytest.raises(ClusterError, match="does not exist"):
+        ClusterReader.from_kubeconfig("/nonexistent/kubeconfig")
+    with pytest.raises(ClusterError, match="invalid kubeconfig"):
+        ClusterReader.from_kubeconfig({"apiVersion": "v1", "clusters": []})
+
+
+async def test_slow_cluster_does_not_delay_others(emu: KubeEmulator) -> None:
+    pool = ReadPool(max_workers=4)
+    slow, fast = emu.add_cluster("slow"), [emu.add_cluster(f"fast{i}") for i in range(6)]
+    for c in [slow, *fast]:
+        c.put(ob.node("n1"))
+    slow.delay(2.0)
+    started = time.monotonic()
+
+    async def timed(name: str, timeout: float) -> tuple[str, float, bool]:
+        try:
+            await reader(emu, name).read_async({"Node", "Pod"}, timeout, pool=pool)
+            ok = True
+        except ClusterTimeout:
+            ok = False
+        return name, time.monotonic() - started, ok
+
+    results = await asyncio.gather(timed("slow", 0.5),
+                                   *[timed(c.name, 5) for c in fast])
+    by_name = {n: (t, ok) for n, t, ok in results}
+    assert by_name["slow"][1] is False and 0.4 < by_name["slow"][0] < 1.0
+    fast_times = [by_name[c.name][0] for c in fast]
+    assert all(by_name[c.name][1] for c in fast)
+    assert max(fast_times) < 0.4, fast_times  # not held up by the slow one
+    pool.shutdown()
+
+
+async def test_change_notifier_fires_fast_and_is_quiet_when_idle(emu: KubeEmulator,
+                                                                 name: str) -> None:
+    c = emu[name]
+    r = reader(emu, name)
+    snap = r.read({"Pod", "Deployment", "Event"}, 5)
+    c.clear_requests()
+    notifier = r.watch_changes(snap, window=1.0)
+    try:
+        assert not await notifier.wait(1.2)  # idle: nothing fires
+        assert c.count(watch=True) <= 4  # two kinds (no Event), about one request per window
+        assert c.count(watch=False) == 0  # no re-list
+        changed_at = time.monotonic()
+        c.put(ob.pod("new", "ops", {"app": "web"}))
+        assert await notifier.wait(2.0)
+        assert time.monotonic() - changed_at < 2.0
+        # a kind nobody watches does not wake the learner
+        c.put(ob.config_map("unwatched", "ops"))
+        assert not await notifier.wait(0.3)
+    finally:
+        notifier.stop()
+
+
+async def test_change_between_read_and_watch_is_seen(emu: KubeEmulator, name: str) -> None:
+    c = emu[name]
+    r = reader(emu, name)
+    snap = r.read({"Deployment"}, 5)
+    c.put(ob.deployment("api", "ops"))  # before the watch starts
+    notifier = r.watch_changes(snap, window=5.0)
+    try:
+        assert await notifier.wait(2.0)
+    finally:
+        notifier.stop()
