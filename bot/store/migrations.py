@@ -118,4 +118,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX voice_usage_by_guild ON voice_usage(day, guild);
     """,
+    # 4 (sandboxes): one sandbox record per learner, and the waitlist when a server is full
+    """
+    CREATE TABLE sandboxes (
+        learner_id TEXT PRIMARY KEY,
+        backend TEXT NOT NULL,
+        name TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        guild TEXT,
+        created REAL NOT NULL,
+        last_active REAL NOT NULL,
+        expires_at REAL,
+        warned INTEGER NOT NULL DEFAULT 0,
+        paused_at REAL,
+        error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX sandboxes_by_guild ON sandboxes(guild, phase);
+    CREATE TABLE sandbox_waitlist (
+        learner_id TEXT PRIMARY KEY,
+        guild TEXT,
+        since REAL NOT NULL
+    );
+    """,
 ]
