@@ -13,6 +13,7 @@ from typing import Protocol
 from bot.engine.pacing import Pacing
 from bot.engine.ports import Address, Outgoing
 from bot.store.records import Learner, Member, Mission, ObjectiveStatus, OutboxItem, TranscriptEntry
+from sandbox.backends.base import SandboxRecord, WaitlistEntry
 
 
 class Store(Protocol):
@@ -113,3 +114,23 @@ class Store(Protocol):
     async def voice_usage(
         self, day: str, *, learner_id: str | None = None, guild: str | None = None
     ) -> dict[str, int]: ...
+
+    # --- sandboxes ------------------------------------------------------------------------
+
+    async def get_sandbox(self, learner_id: str) -> SandboxRecord | None: ...
+
+    async def save_sandbox(self, record: SandboxRecord) -> None: ...
+
+    async def delete_sandbox(self, learner_id: str) -> None: ...
+
+    async def sandboxes(self, guild: str | None = None) -> list[SandboxRecord]:
+        """All records, or those of one server (``guild``)."""
+        ...
+
+    async def add_waiting(self, learner_id: str, guild: str | None, at: float) -> int:
+        """Put a learner on the waitlist (once); return their 1-based position."""
+        ...
+
+    async def remove_waiting(self, learner_id: str) -> None: ...
+
+    async def waitlist(self, guild: str | None = None) -> list[WaitlistEntry]: ...

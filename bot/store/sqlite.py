@@ -20,6 +20,7 @@ import aiosqlite
 from bot.engine.pacing import Pacing
 from bot.engine.ports import Address, Outgoing
 from bot.store.migrations import MIGRATIONS
+from sandbox.backends.base import SandboxRecord, WaitlistEntry
 from bot.store.records import (
     Learner,
     Member,
@@ -437,3 +438,71 @@ class SQLiteStore:
         keys = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
                 "cache_creation_tokens")
         return {k: int(row[k]) if row else 0 for k in keys}
+
+    # --- sandboxes ----------------------------------------------------------------------
+
+    @staticmethod
+    def _sandbox(row: aiosqlite.Row) -> SandboxRecord:
+        return SandboxRecord(
+            learner_id=row["learner_id"], backend=row["backend"], name=row["name"],
+            phase=row["phase"], created=row["created"], last_active=row["last_active"],
+            guild=row["guild"], expires_at=row["expires_at"], warned=bool(row["warned"]),
+            paused_at=row["paused_at"], error=row["error"],
+        )  # fmt: skip
+
+    async def get_sandbox(self, learner_id: str) -> SandboxRecord | None:
+        row = await self._one("SELECT * FROM sandboxes WHERE learner_id = ?", (learner_id,))
+        return self._sandbox(row) if row else None
+
+    async def save_sandbox(self, record: SandboxRecord) -> None:
+        r = record
+        await self._write(
+            "INSERT INTO sandboxes(learner_id, backend, name, phase, guild, created, last_active,"
+            " expires_at, warned, paused_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(learner_id) DO UPDATE SET backend = excluded.backend,"
+            " name = excluded.name, phase = excluded.phase, guild = excluded.guild,"
+            " created = excluded.created, last_active = excluded.last_active,"
+            " expires_at = excluded.expires_at, warned = excluded.warned,"
+            " paused_at = excluded.paused_at, error = excluded.error",
+            (r.learner_id, r.backend, r.name, r.phase, r.guild, r.created, r.last_active,
+             r.expires_at, int(r.warned), r.paused_at, r.error),
+        )  # fmt: skip
+
+    async def delete_sandbox(self, learner_id: str) -> None:
+        await self._write("DELETE FROM sandboxes WHERE learner_id = ?", (learner_id,))
+
+    async def sandboxes(self, guild: str | None = None) -> list[SandboxRecord]:
+        if guild is None:
+            rows = await self._rows("SELECT * FROM sandboxes ORDER BY created, learner_id")
+        else:
+            rows = await self._rows(
+                "SELECT * FROM sandboxes WHERE guild = ? ORDER BY created, learner_id", (guild,)
+            )
+        return [self._sandbox(r) for r in rows]
+
+    async def add_waiting(self, learner_id: str, guild: str | None, at: float) -> int:
+        async with self.unit():
+            await self._write(
+                "INSERT OR IGNORE INTO sandbox_waitlist(learner_id, guild, since) VALUES (?, ?, ?)",
+                (learner_id, guild, at),
+            )
+            row = await self._one(
+                "SELECT count(*) AS n FROM sandbox_waitlist w, sandbox_waitlist me"
+                " WHERE me.learner_id = ? AND w.guild IS me.guild"
+                " AND (w.since < me.since OR (w.since = me.since AND w.learner_id <= me.learner_id))",
+                (learner_id,),
+            )
+        return int(row["n"]) if row else 1
+
+    async def remove_waiting(self, learner_id: str) -> None:
+        await self._write("DELETE FROM sandbox_waitlist WHERE learner_id = ?", (learner_id,))
+
+    async def waitlist(self, guild: str | None = None) -> list[WaitlistEntry]:
+        if guild is None:
+            rows = await self._rows("SELECT * FROM sandbox_waitlist ORDER BY since, learner_id")
+        else:
+            rows = await self._rows(
+                "SELECT * FROM sandbox_waitlist WHERE guild IS ? ORDER BY since, learner_id",
+                (guild,),
+            )
+        return [WaitlistEntry(r["learner_id"], r["guild"], r["since"]) for r in rows]
