@@ -38,6 +38,7 @@ from sandbox.backends.base import (
     SandboxRecord,
     SandboxRefused,
 )
+from sandbox.provision import L_SPARE
 
 log = logging.getLogger(__name__)
 Notify = Callable[[str, str], Awaitable[None]]  # (learner_id, message)
@@ -319,7 +320,7 @@ class SandboxManager:
             if info.phase == "deleting":
                 continue
             if info.learner_id is None:
-                if info.phase in ("spare", "provisioning"):
+                if info.labels.get(L_SPARE) == "true" and info.phase in ("spare", "provisioning"):
                     continue  # the warm pool
                 await self._delete_orphan(info)
                 counts["orphans"] += 1

@@ -82,7 +82,13 @@ class FakeVCluster:
         self._thread.join(2)
 
     def virtual(self, namespace: str):
-        return self.emu.cluster(f"vc-{namespace}")
+        """The learner's virtual cluster (a fresh one has default and kube-system, as vcluster)."""
+        fresh = f"vc-{namespace}" not in self.emu.clusters
+        vc = self.emu.cluster(f"vc-{namespace}")
+        if fresh:
+            for name in ("default", "kube-system"):
+                vc.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return vc
 
     def _run(self) -> None:
         while not self._stop.wait(0.01):
@@ -125,7 +131,7 @@ def make_vcluster(emu: KubeEmulator, requirements: frozenset[str] = ALL_REQUIREM
     settings = kw.pop("settings", HostSettings(host_template="{namespace}.sandbox.test"))
     return VClusterBackend(emu.api_client("host"), settings=settings, requirements=requirements,
                            chart_defaults=CHART_DEFAULTS, access="secret", poll=0.01,
-                           ready_timeout=kw.pop("ready_timeout", 3.0), retry=FAST, **kw)  # fmt: skip
+                           ready_timeout=kw.pop("ready_timeout", 3.0), retry=kw.pop("retry", FAST), **kw)  # fmt: skip
 
 
 @pytest.fixture
