@@ -1,6 +1,6 @@
 """The crew's voice: Claude when a key is configured, scripted lines otherwise.
 
->>> voice = build_voice(api_key=None, model="claude-sonnet-4-5", store=store,
+>>> voice = build_voice(api_key=None, model="claude-sonnet-5-5", store=store,
 ...                     cluster_provider=lambda learner_id: None)
 """
 
@@ -9,9 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from bot.content.schema import Persona
 from bot.engine.ports import Voice
@@ -20,6 +18,9 @@ from bot.voice.claude import DEFAULT_MODEL, SUMMARY_MODEL, ClaudeVoice
 from bot.voice.memory import Memory
 from bot.voice.scripted import ScriptedVoice
 from bot.voice.tools import ClusterProvider, ClusterTools
+
+if TYPE_CHECKING:
+    import httpx2  # the anthropic SDK's HTTP client (an httpx fork)
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -57,7 +58,7 @@ def build_voice(
     timeout: float = 25.0,
     max_tool_rounds: int = 3,
     base_url: str | None = None,
-    http_client: httpx.AsyncClient | None = None,
+    http_client: httpx2.AsyncClient | None = None,
     seed: int = 0,
 ) -> Voice:
     """Claude with tools, memory and budgets if ``api_key`` is set; else the scripted crew.
@@ -71,11 +72,11 @@ def build_voice(
     if not api_key:
         log.info("voice: scripted (no ANTHROPIC_API_KEY)")
         return scripted
-    from anthropic import AsyncAnthropic
+    from anthropic import AsyncAnthropic, Timeout
 
     client = AsyncAnthropic(
         api_key=api_key, base_url=base_url, max_retries=max_retries,
-        timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)), http_client=http_client,
+        timeout=Timeout(timeout, connect=min(5.0, timeout)), http_client=http_client,
     )  # fmt: skip
     log.info("voice: claude model=%s", model)
     return ClaudeVoice(

@@ -28,8 +28,8 @@ from bot.voice.tools import ClusterTools
 
 log = logging.getLogger("bot.voice")
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
-SUMMARY_MODEL = "claude-haiku-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"  # claude-sonnet-4-5 reaches end-of-life 2026-11-30
+SUMMARY_MODEL = "claude-haiku-5-5"
 SUMMARY_SYSTEM = (
     "You keep the log of a training conversation on Kepler Research Station. Merge the "
     "previous summary and the new exchanges into at most 8 short bullet points: what the "

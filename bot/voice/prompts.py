@@ -5,10 +5,12 @@ marked ``cache_control``):
 
 1. tools (constant),
 2. system: the station rules (from the seed's rules for the commander), the persona and the
-   cast, the chapter — the last of these carries ``cache_control``;
-3. system, uncached: this learner's profile, the current beat, objectives and their status,
-   the live fact, the conversation summary and what to do now;
-4. messages: recent turns, then the learner's message wrapped in ``<learner_message>``.
+   cast, the chapter — the last of these carries ``cache_control`` (shared by every learner);
+3. system: the current beat's text as the course wrote it, with a second breakpoint (shared
+   by every learner on that beat);
+4. system, uncached: this learner's profile, objectives and their status, the live fact, the
+   conversation summary and what to do now;
+5. messages: recent turns, then the learner's message wrapped in ``<learner_message>``.
 
 Nothing from a kubeconfig, token or another learner ever goes in: the turn carries none, and
 memory keeps only this learner's exchanges.
@@ -26,7 +28,7 @@ from bot.voice.scripted import address
 
 Block = dict[str, Any]
 CACHE = {"type": "ephemeral"}
-BEAT_CHARS = 3000
+BEAT_CHARS = 6000
 
 STATION_RULES = """\
 You are the crew of Kepler Research Station, speaking in a Discord channel to a learner who is \
@@ -123,6 +125,18 @@ def learner_message(text: str, name: str) -> str:
     return f'<learner_message from="{_data(name)}">\n{_data(text)}\n</learner_message>'
 
 
+def beat_text(turn: VoiceTurn) -> str:
+    """The current beat as the course wrote it: the same for every learner and every turn on
+    this beat, so it gets its own cache breakpoint after the chapter's."""
+    beat = turn.beat_text.strip()
+    if not beat:
+        return ""
+    if len(beat) > BEAT_CHARS:
+        beat = beat[:BEAT_CHARS] + " …"
+    label = "The question the crew asked" if turn.purpose == "judge" else "The current task"
+    return f"{label} (beat {turn.beat_id}):\n{beat}"
+
+
 def turn_context(turn: VoiceTurn, recall: Recall, *, tools: bool) -> str:
     """The part of the system prompt that changes every turn (never cached)."""
     name = address(turn.learner_name)
@@ -131,12 +145,6 @@ def turn_context(turn: VoiceTurn, recall: Recall, *, tools: bool) -> str:
     if turn.profile:
         out.append("Learner profile: " + "; ".join(
             f"{k}={_data(v)}" for k, v in sorted(turn.profile.items())))  # fmt: skip
-    beat = turn.beat_text.strip()
-    if beat:
-        if len(beat) > BEAT_CHARS:
-            beat = beat[:BEAT_CHARS] + " …"
-        label = "Question asked" if turn.purpose == "judge" else "Current task"
-        out.append(f"{label} (beat {turn.beat_id}):\n{beat}")
     if turn.objectives:
         out.append("Objectives (live check):\n" + "\n".join(
             f"- [{'x' if ok else ' '}] {title}" + ("" if ok or not why else f" — {why}")
@@ -207,8 +215,10 @@ def build_request(
             "text": f"Chapter: {turn.chapter_title} ({turn.chapter_id}).",
             "cache_control": CACHE,
         },
-        {"type": "text", "text": turn_context(turn, recall, tools=bool(tools))},
     ]
+    if beat := beat_text(turn):
+        system.append({"type": "text", "text": beat, "cache_control": CACHE})
+    system.append({"type": "text", "text": turn_context(turn, recall, tools=bool(tools))})
     request: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens if turn.purpose == "answer" else min(max_tokens, 400),
@@ -220,21 +230,18 @@ def build_request(
     return request
 
 
-def cached_share(request: Mapping[str, Any]) -> tuple[int, int]:
-    """(estimated tokens in the cached prefix, estimated input tokens in total)."""
+def prefix_tokens(request: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Estimated input tokens at each cache breakpoint, then in total, in the API's order
+    (tools → system → messages): ``[("breakpoint 1", n1), ..., ("total", n)]``."""
     import json
 
-    tools = estimate_tokens(json.dumps(request.get("tools", [])))
-    prefix, total = tools, tools
-    cached = True
+    total = estimate_tokens(json.dumps(request.get("tools", []))) if request.get("tools") else 0
+    marks: list[tuple[str, int]] = []
     for block in request["system"]:
-        n = estimate_tokens(block["text"])
-        total += n
-        if cached:
-            prefix += n
+        total += estimate_tokens(block["text"])
         if "cache_control" in block:
-            cached = False
+            marks.append((f"breakpoint {len(marks) + 1}", total))
     for m in request["messages"]:
         for part in m["content"]:
             total += estimate_tokens(part.get("text") or json.dumps(part))
-    return prefix, total
+    return [*marks, ("total", total)]

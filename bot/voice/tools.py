@@ -325,11 +325,17 @@ class ClusterTools:
             if not _SELECTOR.match(selector):
                 raise ToolError("invalid label selector")
             query.append(("labelSelector", selector))
-        items = self._get(api, self._path(k, ns), query).get("items", [])
+        listing = self._get(api, self._path(k, ns), query)
+        items = listing.get("items", [])
+        more = bool((listing.get("metadata") or {}).get("continue")) or len(items) > MAX_ITEMS
+        items = items[:MAX_ITEMS]
         where = "" if not k.namespaced else f" in {ns or 'all namespaces'}"
         if not items:
             return f"No {k.plural}{where}."
-        return f"{len(items)} {k.plural}{where}:\n" + "\n".join(row(k.kind, i) for i in items)
+        text = f"{len(items)} {k.plural}{where}:\n" + "\n".join(row(k.kind, i) for i in items)
+        if more:
+            text += f"\n(more than {MAX_ITEMS}; narrow with a namespace or label selector)"
+        return text
 
     def _get_object(self, api: ApiClient, args: Obj) -> str:
         k = self._resolve(args.get("kind"))

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
+import respx
 
 from bot.content.loader import load_persona
 from bot.content.schema import Persona
@@ -81,14 +83,23 @@ def sse(
     usage = {"input_tokens": 120, "output_tokens": 1, "cache_read_input_tokens": 2400,
              "cache_creation_input_tokens": 0, **(usage or {})}  # fmt: skip
     out = [_event("message_start", {"message": {
-        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-5-5",
         "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}})]  # fmt: skip
     index = 0
     if text_chunks:
-        out.append(_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        out.append(
+            _event(
+                "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+            )
+        )
         out.append(_event("ping", {}))
         for chunk in text_chunks:
-            out.append(_event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": chunk}}))
+            out.append(
+                _event(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "text_delta", "text": chunk}},
+                )
+            )
         out.append(_event("content_block_stop", {"index": 0}))
         index = 1
     for i, (tool_id, name, args) in enumerate(tool_calls, start=index):
@@ -110,7 +121,7 @@ def sse(
 def message_json(text: str) -> httpx.Response:
     """A non-streamed message (the summariser's cheap call)."""
     return httpx.Response(200, json={
-        "id": "msg_02", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+        "id": "msg_02", "type": "message", "role": "assistant", "model": "claude-haiku-5-5",
         "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
         "stop_sequence": None, "usage": {"input_tokens": 300, "output_tokens": 60}})  # fmt: skip
 
@@ -123,3 +134,30 @@ def api_error(status: int) -> httpx.Response:
 
 async def collect(chunks: AsyncIterator[str]) -> str:
     return "".join([c async for c in chunks])
+
+
+# --- respx behind the SDK's HTTP client ----------------------------------------------------
+
+
+def respx_client(router: respx.Router) -> httpx2.AsyncClient:
+    """An SDK-compatible client whose transport is a respx router.
+
+    anthropic 2.x sends through ``httpx2`` (a fork of httpx), which respx does not patch. This
+    bridge converts each request to an ``httpx.Request``, lets the router match, record and
+    answer it (side effects included), and converts the answer back — network exceptions
+    become their ``httpx2`` namesakes so the SDK maps them to ``APIConnectionError`` and
+    ``APITimeoutError`` as it would in production.
+    """
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        body = await request.aread()
+        mirrored = httpx.Request(request.method, str(request.url),
+                                 headers=list(request.headers.multi_items()), content=body)  # fmt: skip
+        try:
+            response = await router.async_handler(mirrored)
+        except httpx.TransportError as exc:
+            raise getattr(httpx2, type(exc).__name__)(str(exc), request=request) from exc
+        return httpx2.Response(response.status_code, headers=list(response.headers.multi_items()),
+                               content=response.read(), request=request)  # fmt: skip
+
+    return httpx2.AsyncClient(transport=httpx2.MockTransport(handle))

@@ -23,7 +23,9 @@ async def test_recent_turns_fit_the_budget_and_the_rest_is_summarised(store: SQL
     assert summary == recall.summary and upto == recall.turns[0].id - 1
     # Next time nothing is folded again: the summary is stable.
     again = await memory.recall("learner:chen", "chen")
-    assert again.summary == recall.summary and [e.id for e in again.turns] == [e.id for e in recall.turns]
+    assert again.summary == recall.summary and [e.id for e in again.turns] == [
+        e.id for e in recall.turns
+    ]
 
 
 async def test_current_message_already_stored_is_not_repeated(store: SQLiteStore) -> None:
@@ -54,5 +56,7 @@ async def test_model_summariser_is_used_when_given(store: SQLiteStore) -> None:
         seen.append(len(entries))
         return "- Chen asked about q; Torres answered a."
 
-    recall = await Memory(store, budget_tokens=250).recall("learner:chen", "chen", summariser=summarise)
+    recall = await Memory(store, budget_tokens=250).recall(
+        "learner:chen", "chen", summariser=summarise
+    )
     assert seen and recall.summary == "- Chen asked about q; Torres answered a."

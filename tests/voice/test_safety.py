@@ -19,8 +19,9 @@ users:
 """
 
 
-@pytest.mark.parametrize("raw", ["@everyone listen up", "@here now", "<@&123456> crew",
-                                 "<@987654> hi", "<@!987654> hi"])
+@pytest.mark.parametrize(
+    "raw", ["@everyone listen up", "@here now", "<@&123456> crew", "<@987654> hi", "<@!987654> hi"]
+)
 def test_mentions_are_neutralised(raw: str) -> None:
     out = clean(raw)
     assert ZWSP in out
@@ -29,8 +30,10 @@ def test_mentions_are_neutralised(raw: str) -> None:
 
 
 def test_kubeconfig_and_tokens_are_stripped() -> None:
-    out = clean(KUBECONFIG + "\ncurl -H 'Authorization: Bearer abcdef1234567890xyz' "
-                "and key sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAA")
+    out = clean(
+        KUBECONFIG + "\ncurl -H 'Authorization: Bearer abcdef1234567890xyz' "
+        "and key sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAA"
+    )
     for secret in ("LS0tLS1C", "eyJhbGci", "abcdef1234567890xyz", "sk-ant-api03"):
         assert secret not in out
     assert "server: https://10.0.0.1:6443" in out  # the rest survives
@@ -48,11 +51,14 @@ def test_ordinary_text_is_untouched() -> None:
 
 
 def test_stream_never_leaks_a_split_secret() -> None:
-    text = ("Use this: Authorization: Bearer abcdefghijklmnop1234 then @every" "one and "
-            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY----- ok")
+    text = (
+        "Use this: Authorization: Bearer abcdefghijklmnop1234 then @every"
+        "one and "
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY----- ok"
+    )
     for size in (1, 3, 7, 20):
         s = SafeStream()
-        out = "".join(s.feed(text[i:i + size]) for i in range(0, len(text), size)) + s.flush()
+        out = "".join(s.feed(text[i : i + size]) for i in range(0, len(text), size)) + s.flush()
         assert "abcdefghijklmnop1234" not in out
         assert "MIIEvQIB" not in out
         assert "@everyone" not in out

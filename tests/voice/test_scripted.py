@@ -9,8 +9,13 @@ from tests.voice.conftest import collect, turn
 
 async def test_judge_relates_answer_to_fact_and_intent(personas: dict[str, Persona]) -> None:
     voice = ScriptedVoice(personas, seed=1)
-    t = turn(purpose="judge", text="I think 2", beat_text="How many sections are alive?",
-             intent="Knows to count Ready nodes", fact="live cluster: 3 ready nodes (the learner said 2)")
+    t = turn(
+        purpose="judge",
+        text="I think 2",
+        beat_text="How many sections are alive?",
+        intent="Knows to count Ready nodes",
+        fact="live cluster: 3 ready nodes (the learner said 2)",
+    )
     out = await collect(voice.reply(t))
     assert "You said 2; the display shows 3 ready nodes." in out
     assert "count Ready nodes" in out
@@ -29,7 +34,9 @@ async def test_answer_points_at_first_failing_objective(personas: dict[str, Pers
     assert "Scrubbers online" not in out
 
 
-async def test_answer_without_objectives_uses_persona_fallback(personas: dict[str, Persona]) -> None:
+async def test_answer_without_objectives_uses_persona_fallback(
+    personas: dict[str, Persona],
+) -> None:
     t = turn(objectives=(), learner_name="Rivera")
     out = ScriptedVoice(personas, seed=3).line(t)
     assert out in {f.replace("Chen", "Rivera") for f in personas["torres"].fallback}
