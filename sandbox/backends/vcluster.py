@@ -155,8 +155,10 @@ class VClusterBackend(SandboxBackend):
         try:
             if namespace is None and learner_id is not None:
                 namespace = await asyncio.to_thread(self._namespace_of, learner_id)
+            sts = await asyncio.to_thread(self._sts, namespace) if namespace else None
             namespace = namespace or f"{NAMESPACE_PREFIX}{secrets.token_hex(5)}"
-            spec = self.spec(namespace, learner_id)
+            paused = ((sts or {}).get("metadata") or {}).get("annotations", {}).get(PAUSED) == "true"
+            spec = self.spec(namespace, learner_id, paused=paused)  # never unpause by re-applying
             objects = render(spec)
             await asyncio.to_thread(self._apply, objects[:1])
             await self._wait(lambda: self._namespace_active(namespace), "namespace")
@@ -379,13 +381,7 @@ class VClusterBackend(SandboxBackend):
     # --- listing and the warm pool ---------------------------------------------------------
 
     async def list(self) -> list[SandboxInfo]:
-        def run() -> list[SandboxInfo]:
-            namespaces = self.kube.list("v1", "Namespace", selector=NS_SELECTOR)
-            sets = {s["metadata"]["namespace"]: s
-                    for s in self.kube.list("apps/v1", "StatefulSet", selector=STS_SELECTOR)}
-            return [self._info(n, sets.get(n["metadata"]["name"])) for n in namespaces]
-
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(self._list_sync)
 
     @staticmethod
     def _info(ns: Obj, sts: Obj | None) -> SandboxInfo:
