@@ -31,19 +31,59 @@ VARS: tuple[Var, ...] = (
     Var("KEPLER_PERSONAS", "personas", str(DEFAULT_PERSONAS), "Folder of persona files."),
     Var("KEPLER_LOG_LEVEL", "log_level", "INFO", "DEBUG, INFO, WARNING or ERROR."),
     Var("KEPLER_LOG_FORMAT", "log_format", "auto", "json, text, or auto (text on a terminal)."),
-    Var("ANTHROPIC_API_KEY", "anthropic_api_key", "", "Enables the crew's voice; without it, scripted lines.", True),
+    Var(
+        "ANTHROPIC_API_KEY",
+        "anthropic_api_key",
+        "",
+        "Enables the crew's voice; without it, scripted lines.",
+        True,
+    ),
     Var("KEPLER_MODEL", "model", "claude-sonnet-4-5", "Claude model for the crew's voice."),
     Var("KEPLER_VOICE_DAILY_TOKENS", "voice_daily_tokens", "200000", "Tokens per learner per day."),
-    Var("KEPLER_VOICE_PER_MINUTE", "voice_per_minute", "6", "Voice requests per learner per minute."),
-    Var("KEPLER_VOICE_GUILD_DAILY_TOKENS", "voice_guild_daily_tokens", "2000000", "Tokens per server per day."),
+    Var(
+        "KEPLER_VOICE_PER_MINUTE", "voice_per_minute", "6", "Voice requests per learner per minute."
+    ),
+    Var(
+        "KEPLER_VOICE_GUILD_DAILY_TOKENS",
+        "voice_guild_daily_tokens",
+        "2000000",
+        "Tokens per server per day.",
+    ),
     Var("DISCORD_TOKEN", "discord_token", "", "Bot token for `kepler serve`.", True),
-    Var("DISCORD_GUILD_ID", "discord_guild_id", "", "Sync commands to this server only (development)."),
-    Var("HOST_KUBECONFIG", "host_kubeconfig", "", "Kubeconfig of the host cluster for learners' vclusters; empty: in-cluster config.", True),
-    Var("KEPLER_SECRET_KEY", "secret_key", "", "Fernet key that encrypts secrets at rest (kubeconfigs, webhook tokens).", True),
-    Var("KEPLER_IDLE_MINUTES", "idle_minutes", "60", "A crew member idle this long drops out of the count."),
+    Var(
+        "DISCORD_GUILD_ID",
+        "discord_guild_id",
+        "",
+        "Sync commands to this server only (development).",
+    ),
+    Var(
+        "HOST_KUBECONFIG",
+        "host_kubeconfig",
+        "",
+        "Kubeconfig of the host cluster for learners' vclusters; empty: in-cluster config.",
+        True,
+    ),
+    Var(
+        "KEPLER_SECRET_KEY",
+        "secret_key",
+        "",
+        "Fernet key that encrypts secrets at rest (kubeconfigs, webhook tokens).",
+        True,
+    ),
+    Var(
+        "KEPLER_IDLE_MINUTES",
+        "idle_minutes",
+        "60",
+        "A crew member idle this long drops out of the count.",
+    ),
     Var("KEPLER_CHECK_WORKERS", "check_workers", "16", "Threads that read learners' clusters."),
-    Var("KEPLER_CHECK_TIMEOUT", "check_timeout", "5", "Seconds before a learner's cluster read times out."),
-)  # fmt: skip
+    Var(
+        "KEPLER_CHECK_TIMEOUT",
+        "check_timeout",
+        "5",
+        "Seconds before a learner's cluster read times out.",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -87,8 +127,10 @@ class Settings:
         return Path(self.personas)
 
     def __repr__(self) -> str:  # secrets never reach a log through repr
-        shown = {f.name: ("***" if _secret(f.name) and getattr(self, f.name) else getattr(self, f.name))
-                 for f in fields(self)}  # fmt: skip
+        shown = {
+            f.name: ("***" if _secret(f.name) and getattr(self, f.name) else getattr(self, f.name))
+            for f in fields(self)
+        }
         return f"Settings({shown})"
 
 
@@ -100,5 +142,9 @@ def markdown_table() -> str:
     rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
     for v in VARS:
         default = "(repo)/" + Path(v.default).name if v.default.startswith("/") else v.default
-        rows.append(f"| `{v.env}` | `{default}` | {v.help} |" if default else f"| `{v.env}` | (empty) | {v.help} |")
+        rows.append(
+            f"| `{v.env}` | `{default}` | {v.help} |"
+            if default
+            else f"| `{v.env}` | (empty) | {v.help} |"
+        )
     return "\n".join(rows)

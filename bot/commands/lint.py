@@ -14,10 +14,17 @@ from bot.content.schema import chapter_json_schema
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lint", help="validate the course (chapters and personas)")
-    p.add_argument("path", nargs="?", type=Path,
-                   help="a course folder (with chapters/ and personas/), a chapter.yaml or a persona file")  # fmt: skip
-    p.add_argument("--write-schema", action="store_true",
-                   help="also write chapters/schema.json for editor completion")  # fmt: skip
+    p.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        help="a course folder (with chapters/ and personas/), a chapter.yaml or a persona file",
+    )
+    p.add_argument(
+        "--write-schema",
+        action="store_true",
+        help="also write chapters/schema.json for editor completion",
+    )
     p.set_defaults(func=run)
 
 
@@ -42,8 +49,10 @@ def lint(path: Path | None) -> tuple[str, list[str]]:
         return "", [f"{path}:1: {exc.strerror or exc}"]
     beats = sum(len(c.beats) for c in course.chapters)
     tasks = sum(len(course.tasks(i)) for i in range(len(course.chapters)))
-    return (f"ok: {len(course.chapters)} chapters, {beats} beats, {tasks} tasks, "
-            f"{len(course.personas)} personas"), []  # fmt: skip
+    return (
+        f"ok: {len(course.chapters)} chapters, {beats} beats, {tasks} tasks, "
+        f"{len(course.personas)} personas"
+    ), []
 
 
 def run(args: argparse.Namespace) -> int:

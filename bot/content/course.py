@@ -34,6 +34,9 @@ class Course:
     def beat(self, ref: BeatRef) -> Beat:
         return self.chapters[ref.chapter].beats[ref.beat]
 
+    def beat_at(self, chapter: int, beat: int) -> Beat:
+        return self.chapters[chapter].beats[beat]
+
     def next_ref(self, ref: BeatRef) -> BeatRef | None:
         if ref.beat + 1 < len(self.chapters[ref.chapter].beats):
             return BeatRef(ref.chapter, ref.beat + 1)

@@ -101,10 +101,25 @@ def _field_name(loc: Loc) -> str:
 
 
 _TAGS = {
-    "narrative", "question", "task", "review", "debrief", "summary",
-    "match", "ready_pods", "condition", "nodes_ready", "rollout_complete", "service_endpoints",
-    "pvc_bound", "namespaces", "network_policy", "autoscaler", "no_failing_pods", "recovered",
-}  # fmt: skip
+    "narrative",
+    "question",
+    "task",
+    "review",
+    "debrief",
+    "summary",
+    "match",
+    "ready_pods",
+    "condition",
+    "nodes_ready",
+    "rollout_complete",
+    "service_endpoints",
+    "pvc_bound",
+    "namespaces",
+    "network_policy",
+    "autoscaler",
+    "no_failing_pods",
+    "recovered",
+}
 
 
 def _data_loc(loc: Loc) -> Loc:

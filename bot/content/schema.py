@@ -78,7 +78,9 @@ class NarrativeBeat(_Beat):
 class Choice(_Model):
     value: Slug
     label: str
-    keywords: list[str] = Field(default_factory=list, description="Words in a free answer that pick it.")
+    keywords: list[str] = Field(
+        default_factory=list, description="Words in a free answer that pick it."
+    )
 
 
 class FactCheck(_Model):
@@ -184,12 +186,16 @@ Requirement = Literal["storage-class", "network-policy-sync", "metrics-server", 
 
 class Chapter(_Model):
     id: Slug
-    number: int = Field(ge=0, description="0 for the opening, 1-6 for chapters, 99 for the closing.")
+    number: int = Field(
+        ge=0, description="0 for the opening, 1-6 for chapters, 99 for the closing."
+    )
     title: str
     requires: list[Requirement] = Field(
         default_factory=list, description="What the learner's sandbox must provide."
     )
-    notes: str = Field(default="", description="For operators: why the exercise differs from the seed.")
+    notes: str = Field(
+        default="", description="For operators: why the exercise differs from the seed."
+    )
     beats: list[Beat] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -49,10 +49,13 @@ def render(
         choices = [{"value": c.value, "label": c.label} for c in beat.choices]
         out.append(
             Outgoing(
-                kind="question", text=last.text, speaker=last.speaker or "torres", style=last.style,
+                kind="question",
+                text=last.text,
+                speaker=last.speaker or "torres",
+                style=last.style,
                 data={"title": beat.title, "choices": choices, "beat": beat.id},
             )
-        )  # fmt: skip
+        )
         return out
     if isinstance(beat, TaskBeat):
         files = tuple(
@@ -62,11 +65,14 @@ def render(
         objectives = [{"id": o.id, "title": o.title} for o in beat.objectives]
         return [
             Outgoing(
-                kind="task", text=task_text(beat, os_name), speaker="torres",
+                kind="task",
+                text=task_text(beat, os_name),
+                speaker="torres",
                 actions=("check", "hint", "manifest") if files else ("check", "hint"),
-                attachments=files, data={"title": beat.title, "objectives": objectives},
+                attachments=files,
+                data={"title": beat.title, "objectives": objectives},
             )
-        ]  # fmt: skip
+        ]
     if isinstance(beat, ReviewBeat):
         rows = [[r.aspect, r.assessment] for r in beat.rows]
         text = "\n".join(f"- **{a}**: {b}" for a, b in rows)
@@ -76,6 +82,11 @@ def render(
             f"**{name}**\n" + "\n".join(f"- {item}" for item in items)
             for name, items in beat.sections.items()
         )
-        return [Outgoing(kind="summary", text=f"## {beat.heading}\n\n{text}",
-                         data={"heading": beat.heading, "sections": beat.sections})]  # fmt: skip
+        return [
+            Outgoing(
+                kind="summary",
+                text=f"## {beat.heading}\n\n{text}",
+                data={"heading": beat.heading, "sections": beat.sections},
+            )
+        ]
     raise TypeError(f"unknown beat {type(beat).__name__}")

@@ -99,13 +99,38 @@ class Engine:
             if pacing == "self-paced" and address.kind == "channel":
                 mission = replace(mission, state="hub")
                 await self.store.save_mission(mission)
-                intro.append(Outgoing(kind="notice", text=(
-                    "Self-paced crew: each member plays in their own thread; this channel keeps "
-                    "the crew board.")))  # fmt: skip
+                intro.append(
+                    Outgoing(
+                        kind="notice",
+                        text=(
+                            "Self-paced crew: each member plays in their own thread; this channel keeps "
+                            "the crew board."
+                        ),
+                    )
+                )
             await self.store.enqueue(mission.id, intro)
             await self._advance(mission)
         await self.deliver(mission.id)
         return await self._mission(mission.id)
+
+    async def jump(self, mission_id: int, chapter: int | str) -> Mission:
+        """Move a solo mission to the start of ``chapter`` (``kepler play --chapter N``)."""
+        index = self.course.find_chapter(chapter)
+        async with self._lock(mission_id), self.store.unit():
+            mission = await self._mission(mission_id)
+            if mission.address.kind == "channel":
+                raise InputError("A crew's mission moves together; it cannot jump chapters.")
+            moved = replace(
+                mission,
+                chapter=index,
+                beat=self._order(mission, index)[0],
+                emitted=False,
+                state="running",
+            )
+            await self.store.enqueue(mission_id, self._catch_up_notice(index))
+            await self._advance(moved)
+        await self.deliver(mission_id)
+        return await self._mission(mission_id)
 
     async def join(self, mission_id: int, learner_id: str, learner_name: str) -> Mission:
         await self.store.ensure_learner(learner_id, learner_name)
@@ -280,14 +305,27 @@ class Engine:
             status = await self.store.objectives(learner_id, key)
         open_ = [o for o in beat.objectives if not (o.id in status and status[o.id].passed)]
         if not open_:
-            return [Outgoing(kind="hint", speaker="torres", private_to=learner_id,
-                             text="Everything I asked for is in place. Run a check.")]  # fmt: skip
+            return [
+                Outgoing(
+                    kind="hint",
+                    speaker="torres",
+                    private_to=learner_id,
+                    text="Everything I asked for is in place. Run a check.",
+                )
+            ]
         objective = open_[0]
         tier = await self.store.next_hint_tier(learner_id, key, objective.id)
         reason = status[objective.id].reason if objective.id in status else objective.reason
         text = f"**{objective.title}** — {reason}\n\n{objective.hints[tier - 1]}"
-        return [Outgoing(kind="hint", text=text, speaker="torres", private_to=learner_id,
-                         data={"objective": objective.id, "tier": tier})]  # fmt: skip
+        return [
+            Outgoing(
+                kind="hint",
+                text=text,
+                speaker="torres",
+                private_to=learner_id,
+                data={"objective": objective.id, "tier": tier},
+            )
+        ]
 
     async def status(self, mission_id: int, learner_id: str) -> list[Outgoing]:
         mission = await self._mission(mission_id)
@@ -462,15 +500,22 @@ class Engine:
             for member in await self.store.members(m.id):
                 if member.left:
                     continue
-                row: dict[str, Any] = {"name": member.name, "learner": member.learner_id,
-                                       "task": "", "passed": False, "objectives": []}  # fmt: skip
+                row: dict[str, Any] = {
+                    "name": member.name,
+                    "learner": member.learner_id,
+                    "task": "",
+                    "passed": False,
+                    "objectives": [],
+                }
                 if isinstance(beat, TaskBeat):
                     key = task_key(self.course, self._ref(m))
                     status = await self.store.objectives(member.learner_id, key)
                     row["task"] = beat.title
                     row["passed"] = bool(await self.store.passed([member.learner_id], key))
-                    row["objectives"] = [{"title": o.title, "passed": o.id in status and status[o.id].passed}
-                                         for o in beat.objectives]  # fmt: skip
+                    row["objectives"] = [
+                        {"title": o.title, "passed": o.id in status and status[o.id].passed}
+                        for o in beat.objectives
+                    ]
                 rows.append(row)
         lines = []
         for row in rows:
@@ -492,8 +537,15 @@ class Engine:
                 fact = f"live cluster: {value} {beat.fact.measure.replace('_', ' ')}"
                 if (numbers := re.findall(r"\b\d+\b", text)) and str(value) not in numbers:
                     fact += f" (the learner said {', '.join(numbers)})"
-        turn = await self._turn(mission, learner_id, "judge", text, beat_text=" ".join(
-            line.text for line in beat.lines), intent=beat.intent, fact=fact)  # fmt: skip
+        turn = await self._turn(
+            mission,
+            learner_id,
+            "judge",
+            text,
+            beat_text=" ".join(line.text for line in beat.lines),
+            intent=beat.intent,
+            fact=fact,
+        )
         try:
             reply = await asyncio.wait_for(_collect(self.voice.reply(turn)), JUDGE_TIMEOUT)
         except TimeoutError:
@@ -511,10 +563,17 @@ class Engine:
             status = await self.store.objectives(
                 learner_id, task_key(self.course, self._ref(mission))
             )
-            objectives = [(o.title, o.id in status and status[o.id].passed,
-                           status[o.id].reason if o.id in status else o.reason) for o in beat.objectives]  # fmt: skip
-        turn = await self._turn(mission, learner_id, "answer", text, beat_text=beat_text,
-                                objectives=objectives)  # fmt: skip
+            objectives = [
+                (
+                    o.title,
+                    o.id in status and status[o.id].passed,
+                    status[o.id].reason if o.id in status else o.reason,
+                )
+                for o in beat.objectives
+            ]
+        turn = await self._turn(
+            mission, learner_id, "answer", text, beat_text=beat_text, objectives=objectives
+        )
         await self.store.add_transcript(turn.scope, "learner", learner_id, text)
         reply = await self.transport.stream(mission.address, "torres", self.voice.reply(turn))
         await self.store.add_transcript(turn.scope, "crew", "torres", reply)
@@ -532,11 +591,19 @@ class Engine:
         )
         return VoiceTurn(
             purpose=purpose,  # type: ignore[arg-type]
-            learner_id=learner_id, learner_name=learner.name, scope=scope, persona="torres",
-            text=text, chapter_id=chapter.id, chapter_title=chapter.title,
-            beat_id=beat.id if beat else "", profile=learner.profile, guild=mission.guild,
-            has_cluster=True, **extra,
-        )  # fmt: skip
+            learner_id=learner_id,
+            learner_name=learner.name,
+            scope=scope,
+            persona="torres",
+            text=text,
+            chapter_id=chapter.id,
+            chapter_title=chapter.title,
+            beat_id=beat.id if beat else "",
+            profile=learner.profile,
+            guild=mission.guild,
+            has_cluster=True,
+            **extra,
+        )
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -587,9 +654,11 @@ class Engine:
         if not earlier:
             return []
         names = ", ".join(f"{c.number} ({c.title})" for c in earlier)
-        text = (f"You join the mission at chapter {self.course.chapters[chapter].number}. The crew "
-                f"already worked through chapter(s) {names}; their objects are expected in your "
-                "cluster. Use the catch-up command to apply those chapters' solutions in one step.")  # fmt: skip
+        text = (
+            f"You join the mission at chapter {self.course.chapters[chapter].number}. The crew "
+            f"already worked through chapter(s) {names}; their objects are expected in your "
+            "cluster. Use the catch-up command to apply those chapters' solutions in one step."
+        )
         return [Outgoing(kind="notice", text=text)]
 
 
@@ -614,8 +683,11 @@ def _ready_for_drill(beat: TaskBeat, result: CheckResult) -> bool:
 
 def _os_of(environment: str) -> str | None:
     env = environment.lower()
-    for name, words in (("windows", ("windows", "wsl", "powershell")), ("macos", ("mac", "osx", "darwin")),
-                        ("linux", ("linux", "ubuntu", "debian", "fedora", "arch"))):  # fmt: skip
+    for name, words in (
+        ("windows", ("windows", "wsl", "powershell")),
+        ("macos", ("mac", "osx", "darwin")),
+        ("linux", ("linux", "ubuntu", "debian", "fedora", "arch")),
+    ):
         if any(w in env for w in words):
             return name
     return None

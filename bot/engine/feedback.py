@@ -34,8 +34,13 @@ def status_message(
 ) -> Outgoing:
     """The objective list after a check; ``only`` restricts it to newly passed objectives."""
     if result.error:
-        return Outgoing(kind="status", text=result.error, speaker="aria", private_to=private_to,
-                        data={"error": True})  # fmt: skip
+        return Outgoing(
+            kind="status",
+            text=result.error,
+            speaker="aria",
+            private_to=private_to,
+            data={"error": True},
+        )
     titles = {o.id: o.title for o in task.objectives}
     lines, rows = [], []
     for r in result.results:
@@ -52,8 +57,13 @@ def status_message(
         lines.append("All objectives hold.")
     elif not tells_reasons(profile):
         lines.append("Ask for a hint when you want the commander's read on what is still open.")
-    return Outgoing(kind="status", text="\n".join(lines), speaker="aria", private_to=private_to,
-                    data={"objectives": rows, "passed": result.all_passed})  # fmt: skip
+    return Outgoing(
+        kind="status",
+        text="\n".join(lines),
+        speaker="aria",
+        private_to=private_to,
+        data={"objectives": rows, "passed": result.all_passed},
+    )
 
 
 def newly_passed(previous: Mapping[str, bool], results: Sequence[ObjectiveResult]) -> set[str]:

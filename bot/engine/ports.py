@@ -46,19 +46,28 @@ class Outgoing:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "text": self.text, "speaker": self.speaker, "style": self.style,
-            "actions": list(self.actions), "attachments": list(self.attachments),
-            "private_to": self.private_to, "data": self.data,
-        }  # fmt: skip
+            "kind": self.kind,
+            "text": self.text,
+            "speaker": self.speaker,
+            "style": self.style,
+            "actions": list(self.actions),
+            "attachments": list(self.attachments),
+            "private_to": self.private_to,
+            "data": self.data,
+        }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Outgoing:
         return cls(
-            kind=raw["kind"], text=raw.get("text", ""), speaker=raw.get("speaker"),
-            style=raw.get("style", ""), actions=tuple(raw.get("actions", ())),
-            attachments=tuple(raw.get("attachments", ())), private_to=raw.get("private_to"),
+            kind=raw["kind"],
+            text=raw.get("text", ""),
+            speaker=raw.get("speaker"),
+            style=raw.get("style", ""),
+            actions=tuple(raw.get("actions", ())),
+            attachments=tuple(raw.get("attachments", ())),
+            private_to=raw.get("private_to"),
             data=raw.get("data", {}),
-        )  # fmt: skip
+        )
 
 
 @dataclass(frozen=True)

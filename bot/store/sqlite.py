@@ -179,9 +179,18 @@ class SQLiteStore:
         mission_id = await self._write(
             "INSERT INTO missions(transport, kind, key, guild, parent_id, pacing, quorum, chapter,"
             " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (address.transport, address.kind, address.key, guild, parent_id, pacing, quorum,
-             chapter, time.time()),
-        )  # fmt: skip
+            (
+                address.transport,
+                address.kind,
+                address.key,
+                guild,
+                parent_id,
+                pacing,
+                quorum,
+                chapter,
+                time.time(),
+            ),
+        )
         mission = await self.get_mission(mission_id)
         assert mission is not None
         return mission
@@ -218,9 +227,17 @@ class SQLiteStore:
         await self._write(
             "UPDATE missions SET chapter = ?, beat = ?, emitted = ?, state = ?, data = ?,"
             " pacing = ?, quorum = ? WHERE id = ?",
-            (mission.chapter, mission.beat, int(mission.emitted), mission.state,
-             json.dumps(mission.data), mission.pacing, mission.quorum, mission.id),
-        )  # fmt: skip
+            (
+                mission.chapter,
+                mission.beat,
+                int(mission.emitted),
+                mission.state,
+                json.dumps(mission.data),
+                mission.pacing,
+                mission.quorum,
+                mission.id,
+            ),
+        )
 
     # --- members ------------------------------------------------------------------------
 
@@ -250,8 +267,10 @@ class SQLiteStore:
             "WHERE x.mission_id = ? ORDER BY x.joined, x.learner_id",
             (mission_id,),
         )
-        return [Member(r["learner_id"], r["name"], r["joined"], r["last_active"], bool(r["left"]))
-                for r in rows]  # fmt: skip
+        return [
+            Member(r["learner_id"], r["name"], r["joined"], r["last_active"], bool(r["left"]))
+            for r in rows
+        ]
 
     # --- progress -----------------------------------------------------------------------
 
@@ -290,8 +309,12 @@ class SQLiteStore:
             "SELECT * FROM objective_status WHERE learner_id = ? AND task_key = ?",
             (learner_id, task_key),
         )
-        return {r["objective_id"]: ObjectiveStatus(r["objective_id"], bool(r["passed"]),
-                                                   r["reason"], r["checked_at"]) for r in rows}  # fmt: skip
+        return {
+            r["objective_id"]: ObjectiveStatus(
+                r["objective_id"], bool(r["passed"]), r["reason"], r["checked_at"]
+            )
+            for r in rows
+        }
 
     async def next_hint_tier(self, learner_id: str, task_key: str, objective_id: str) -> int:
         """Advance and return the hint tier (1..3) for an objective; it stays at 3."""
@@ -336,8 +359,10 @@ class SQLiteStore:
             "SELECT * FROM outbox WHERE mission_id = ? AND sent_at IS NULL ORDER BY id",
             (mission_id,),
         )
-        return [OutboxItem(r["id"], r["mission_id"], Outgoing.from_json(json.loads(r["payload"])))
-                for r in rows]  # fmt: skip
+        return [
+            OutboxItem(r["id"], r["mission_id"], Outgoing.from_json(json.loads(r["payload"])))
+            for r in rows
+        ]
 
     async def missions_with_pending(self) -> list[int]:
         rows = await self._rows("SELECT DISTINCT mission_id FROM outbox WHERE sent_at IS NULL")
@@ -360,8 +385,10 @@ class SQLiteStore:
         rows = await self._rows(
             "SELECT * FROM transcripts WHERE scope = ? AND id > ? ORDER BY id", (scope, after_id)
         )
-        return [TranscriptEntry(r["id"], r["role"], r["speaker"], r["content"], r["tokens"], r["at"])
-                for r in rows]  # fmt: skip
+        return [
+            TranscriptEntry(r["id"], r["role"], r["speaker"], r["content"], r["tokens"], r["at"])
+            for r in rows
+        ]
 
     async def summary(self, scope: str) -> tuple[str, int]:
         row = await self._one("SELECT summary, upto_id FROM summaries WHERE scope = ?", (scope,))
@@ -411,9 +438,17 @@ class SQLiteStore:
             " output_tokens = output_tokens + excluded.output_tokens,"
             " cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,"
             " cache_creation_tokens = cache_creation_tokens + excluded.cache_creation_tokens",
-            (day, learner_id, guild or "", requests, input_tokens, output_tokens,
-             cache_read_tokens, cache_creation_tokens),
-        )  # fmt: skip
+            (
+                day,
+                learner_id,
+                guild or "",
+                requests,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_creation_tokens,
+            ),
+        )
 
     async def voice_usage(
         self, day: str, *, learner_id: str | None = None, guild: str | None = None
@@ -435,8 +470,13 @@ class SQLiteStore:
             f" FROM voice_usage WHERE {' AND '.join(where)}",
             params,
         )
-        keys = ("requests", "input_tokens", "output_tokens", "cache_read_tokens",
-                "cache_creation_tokens")
+        keys = (
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_creation_tokens",
+        )
         return {k: int(row[k]) if row else 0 for k in keys}
 
     # --- sandboxes ----------------------------------------------------------------------

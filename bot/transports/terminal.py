@@ -96,11 +96,22 @@ class TerminalTransport:
             c.print(Text.assemble((f"{name}: ", f"bold {colour}"), message.text))
             for i, choice in enumerate(message.data.get("choices", []), 1):
                 c.print(f"   {i}) {choice['label']}", markup=False)
-            c.print(Text("   (answer in your own words" + (", or pick a number)" if message.data.get("choices") else ")"),
-                         style="dim"))  # fmt: skip
+            c.print(
+                Text(
+                    "   (answer in your own words"
+                    + (", or pick a number)" if message.data.get("choices") else ")"),
+                    style="dim",
+                )
+            )
             self.last_question = message
         elif kind == "task":
-            c.print(Panel(Markdown(message.text, code_theme="monokai"), title="Task", border_style="yellow"))
+            c.print(
+                Panel(
+                    Markdown(message.text, code_theme="monokai"),
+                    title="Task",
+                    border_style="yellow",
+                )
+            )
             self._write_manifests(message)
             c.print(Text("Commands: check · hint · status · help", style="dim"))
         elif kind == "review":
@@ -131,5 +142,9 @@ class TerminalTransport:
                 written.append(target)
         if written:
             folder = written[0].parent
-            self.console.print(Text(f"Manifests written to {folder}/ — apply with: kubectl apply -f {folder}/<file>",
-                                    style="dim"))  # fmt: skip
+            self.console.print(
+                Text(
+                    f"Manifests written to {folder}/ — apply with: kubectl apply -f {folder}/<file>",
+                    style="dim",
+                )
+            )

@@ -46,30 +46,47 @@ def _problems(path: Path) -> list[str]:
         # YAML syntax error: the line of the fault
         ("id: x\nnumber: 1\ntitle: [oops\nbeats: []\n", [":4: YAML syntax", "(opened at line 3)"]),
         # unknown field at the top
-        ("id: x\nnumber: 1\ntitle: T\ncolour: red\nbeats:\n" + GOOD_TASK,
-         ["4: colour: unknown field"]),
+        (
+            "id: x\nnumber: 1\ntitle: T\ncolour: red\nbeats:\n" + GOOD_TASK,
+            ["4: colour: unknown field"],
+        ),
         # missing required field in a beat
-        ("id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n",
-         [":5: beats[0].lines: Field required"]),
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n",
+            [":5: beats[0].lines: Field required"],
+        ),
         # a line with two texts
-        ("id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n    lines:\n"
-         "      - scene: S\n        narration: N\n",
-         ["8: beats[0].lines[0]: a line has exactly one of scene, narration, stage, say"]),
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n    lines:\n"
+            "      - scene: S\n        narration: N\n",
+            ["8: beats[0].lines[0]: a line has exactly one of scene, narration, stage, say"],
+        ),
         # dialogue without a speaker
-        ("id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n    lines:\n"
-         "      - say: hi\n", ["8: beats[0].lines[0]: dialogue (say) needs a speaker"]),
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n    lines:\n"
+            "      - say: hi\n",
+            ["8: beats[0].lines[0]: dialogue (say) needs a speaker"],
+        ),
         # an objective with two hints instead of three
-        ("id: x\nnumber: 1\ntitle: T\nbeats:\n" + GOOD_TASK.replace("[a, b, c]", "[a, b]"),
-         [":14: beats[0].objectives[0].hints[2]: Field required"]),
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n" + GOOD_TASK.replace("[a, b, c]", "[a, b]"),
+            [":14: beats[0].objectives[0].hints[2]: Field required"],
+        ),
         # an unknown objective kind
-        ("id: x\nnumber: 1\ntitle: T\nbeats:\n" + GOOD_TASK.replace("ready_pods", "pods_up"),
-         ["beats[0].objectives[0]", "pods_up"]),
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n" + GOOD_TASK.replace("ready_pods", "pods_up"),
+            ["beats[0].objectives[0]", "pods_up"],
+        ),
         # a bad beat type
         ("id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: film\n", ["beats[0]", "film"]),
         # a referenced manifest that does not exist
-        ("id: x\nnumber: 1\ntitle: T\nbeats:\n" + GOOD_TASK.replace(
-            "    objectives:", "    manifests:\n      - file: nope.yaml\n    objectives:"),
-         ["10: beats[0].manifests[0].file: no file"]),
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n"
+            + GOOD_TASK.replace(
+                "    objectives:", "    manifests:\n      - file: nope.yaml\n    objectives:"
+            ),
+            ["10: beats[0].manifests[0].file: no file"],
+        ),
     ],
 )
 def test_each_broken_file_names_line_and_field(tmp_path: Path, body: str, expected: list[str]):
@@ -82,8 +99,10 @@ def test_each_broken_file_names_line_and_field(tmp_path: Path, body: str, expect
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path):
-    body = ("id: X Y\nnumber: -1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n    lines:\n"
-            "      - say: hi\n  - id: a\n    type: review\n    rows: []\n")
+    body = (
+        "id: X Y\nnumber: -1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n    lines:\n"
+        "      - say: hi\n  - id: a\n    type: review\n    rows: []\n"
+    )
     problems = _problems(_chapter(tmp_path, body))
     fields = [p.split(": ", 2)[0].rsplit(":", 1)[1] + ": " + p.split(": ", 2)[1] for p in problems]
     assert len(problems) >= 4, problems
@@ -95,8 +114,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path):
 
 
 def test_unknown_speaker_is_caught_across_files(tmp_path: Path):
-    _chapter(tmp_path, "id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n"
-                       "    lines:\n      - speaker: zed\n        say: hi\n")
+    _chapter(
+        tmp_path,
+        "id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n"
+        "    lines:\n      - speaker: zed\n        say: hi\n",
+    )
     (tmp_path / "personas").mkdir()
     with pytest.raises(ContentError) as info:
         load_course(tmp_path / "chapters", tmp_path / "personas")
@@ -106,16 +128,21 @@ def test_unknown_speaker_is_caught_across_files(tmp_path: Path):
 def test_kepler_lint_exits_non_zero_with_precise_messages(tmp_path: Path):
     _chapter(tmp_path, "id: x\nnumber: 1\ntitle: T\nextra: 1\nbeats: []\n")
     (tmp_path / "personas").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "bot.cli", "lint", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "lint", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert "chapter.yaml:4: extra: unknown field" in proc.stderr
     assert "chapter.yaml:5: beats: List should have at least 1 item" in proc.stderr
 
 
 def test_kepler_lint_passes_on_the_course():
-    proc = subprocess.run([sys.executable, "-m", "bot.cli", "lint"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "lint"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok: ")
 

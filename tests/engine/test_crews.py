@@ -20,8 +20,15 @@ class Clock:
 
 async def _crew_at_task(store, pacing: str = "together", clock: Clock | None = None):
     transport, cluster = RecordingTransport(), ScriptedCluster()
-    engine = Engine(fixture_course(), store, cluster, CannedVoice(), transport,
-                    idle_after=600, clock=clock or Clock())
+    engine = Engine(
+        fixture_course(),
+        store,
+        cluster,
+        CannedVoice(),
+        transport,
+        idle_after=600,
+        clock=clock or Clock(),
+    )
     mission = await engine.start(CHANNEL, "ana", "Ana", pacing=pacing, guild="g1")
     for who in ("ben", "cai"):
         await engine.join(mission.id, who, who.title())

@@ -69,7 +69,7 @@ async def test_task_gates_until_all_objectives_hold_and_latches(
     texts = transport.texts()
     assert texts.index('"Good work."') < texts.index("- **Pod creation**: Did it deploy?")
     assert '"Good work."' in texts and '"On to the next."' in texts
-    assert texts[-1] == "\"You've earned your place.\""
+    assert texts[-1] == '"You\'ve earned your place."'
     mission = await store.get_mission(mission_id)
     assert mission.state == "done"
 
