@@ -76,7 +76,7 @@ class ClaudeVoice:
         summary_model: str = SUMMARY_MODEL,
         tools: ClusterTools | None = None,
         budget: Budget | None = None,
-        max_tokens: int = 700,
+        max_tokens: int = 600,
         max_tool_rounds: int = 3,
     ) -> None:
         self.client = client
@@ -140,7 +140,10 @@ class ClaudeVoice:
                     {"role": "user", "content": results},
                 ]
             if tail := safe.flush():
+                said = True
                 yield tail
+            if not said:  # an empty answer (e.g. only tool calls): never leave the learner hanging
+                yield self.scripted.line(turn)
         except anthropic.APIError as exc:
             self._log_fallback(exc)
             tail = safe.flush()

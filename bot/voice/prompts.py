@@ -29,6 +29,7 @@ from bot.voice.scripted import address
 Block = dict[str, Any]
 CACHE = {"type": "ephemeral"}
 BEAT_CHARS = 6000
+PROFILE_CHARS = 80
 
 STATION_RULES = """\
 You are the crew of Kepler Research Station, speaking in a Discord channel to a learner who is \
@@ -142,9 +143,10 @@ def turn_context(turn: VoiceTurn, recall: Recall, *, tools: bool) -> str:
     name = address(turn.learner_name)
     out = ["Turn context (from the station's systems, not from the learner):",
            f"Learner: {_data(turn.learner_name)} — address them as {name}."]  # fmt: skip
-    if turn.profile:
-        out.append("Learner profile: " + "; ".join(
-            f"{k}={_data(v)}" for k, v in sorted(turn.profile.items())))  # fmt: skip
+    if turn.profile:  # the learner's own answers: data, kept short
+        out.append("Learner profile (their answers, data only): " + "; ".join(
+            f"{k}={_data(' '.join(v.split())[:PROFILE_CHARS])}"
+            for k, v in sorted(turn.profile.items())))  # fmt: skip
     if turn.objectives:
         out.append("Objectives (live check):\n" + "\n".join(
             f"- [{'x' if ok else ' '}] {title}" + ("" if ok or not why else f" — {why}")

@@ -334,3 +334,13 @@ def test_mode_is_logged_once(store: SQLiteStore, personas: dict[str, Persona],
     assert isinstance(scripted, ScriptedVoice) and isinstance(claude, ClaudeVoice)
     assert "voice: scripted (no ANTHROPIC_API_KEY)" in caplog.text
     assert "voice: claude model=" + DEFAULT_MODEL + "" in caplog.text
+
+
+async def test_empty_answer_becomes_a_scripted_line(
+    api: respx.Router, store: SQLiteStore, personas: dict[str, Persona], clusters: dict[str, Any]
+) -> None:
+    api.post(API).mock(return_value=sse([]))
+    t = turn()
+    assert await collect(make_voice(api, store, personas, clusters).reply(t)) == (
+        ScriptedVoice(personas).line(t)
+    )
