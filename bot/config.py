@@ -38,7 +38,7 @@ VARS: tuple[Var, ...] = (
         "Enables the crew's voice; without it, scripted lines.",
         True,
     ),
-    Var("KEPLER_MODEL", "model", "claude-sonnet-4-5", "Claude model for the crew's voice."),
+    Var("KEPLER_MODEL", "model", "claude-sonnet-5-5", "Claude model for the crew's voice."),
     Var("KEPLER_VOICE_DAILY_TOKENS", "voice_daily_tokens", "200000", "Tokens per learner per day."),
     Var(
         "KEPLER_VOICE_PER_MINUTE", "voice_per_minute", "6", "Voice requests per learner per minute."

@@ -412,6 +412,8 @@ class Engine:
                     profile = (await self._learner(members[0].learner_id)).profile
                     os_name = _os_of(profile.get("environment", ""))
                 messages = render(self.course, ref, beat, os_name=os_name)
+                if beat.pause and messages:
+                    messages[-1] = replace(messages[-1], actions=(*messages[-1].actions, "continue"))
                 if isinstance(beat, TaskBeat) and mission.address.kind == "channel":
                     messages.append(await self._board(mission))
                 await self.store.enqueue(mission.id, messages)

@@ -20,7 +20,6 @@ import aiosqlite
 from bot.engine.pacing import Pacing
 from bot.engine.ports import Address, Outgoing
 from bot.store.migrations import MIGRATIONS
-from sandbox.backends.base import SandboxRecord, WaitlistEntry
 from bot.store.records import (
     Learner,
     Member,
@@ -29,6 +28,7 @@ from bot.store.records import (
     OutboxItem,
     TranscriptEntry,
 )
+from sandbox.backends.base import SandboxRecord, WaitlistEntry
 
 _in_unit: contextvars.ContextVar[bool] = contextvars.ContextVar("kepler_store_unit", default=False)
 

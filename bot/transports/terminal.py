@@ -130,6 +130,11 @@ class TerminalTransport:
             c.print(Panel(Markdown(message.text), title="Crew board", border_style="green"))
         else:
             c.print(Text(message.text, style="dim"))
+        self._after(message)
+
+    def _after(self, message: Outgoing) -> None:
+        if "continue" in message.actions:
+            self.console.print(Text("   [Enter] to continue", style="dim"))
 
     def _write_manifests(self, message: Outgoing) -> None:
         written = []

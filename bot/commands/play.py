@@ -1,0 +1,201 @@
+"""``kepler play``: the mission in a terminal, against your own kube context."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from bot.config import Settings
+from bot.content.course import Course, load_course
+from bot.content.loader import ContentError
+from bot.content.schema import TaskBeat
+from bot.engine.engine import Engine, InputError
+from bot.engine.ports import Address, Outgoing
+from bot.logs import setup_logging
+from bot.store.sqlite import SQLiteStore
+from bot.transports.terminal import Ledger, TerminalTransport
+from bot.voice import build_voice
+from sandbox.service import ClusterService, connect_local
+
+log = logging.getLogger(__name__)
+
+HELP = """Commands:
+  (Enter) or continue   go on when the story pauses
+  check                 check your cluster against the task's objectives
+  hint                  a pointer for the first open objective (ask again for more)
+  status                where you are and what is still open
+  catch-up              apply earlier chapters' solutions to your cluster
+  profile [FIELD VALUE] show or change how the commander works with you
+                        (style: theory|hands-on, review: every-change|independent,
+                         feedback: immediate|discover)
+  quit                  leave; your progress is saved
+Anything else is an answer to the commander's question, or a question for her."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("play", help="play the mission in this terminal against your kube context")
+    p.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)"
+    )
+    p.add_argument("--context", help="kube context to use (default: the current one)")
+    p.add_argument("--chapter", help="start at this chapter (number 1-6 or id)")
+    p.add_argument("--db", help="state file (default: $KEPLER_DB or ./kepler.db)")
+    p.add_argument(
+        "--manifests",
+        type=Path,
+        default=Path("kepler-manifests"),
+        help="folder where task manifests are written (default: ./kepler-manifests)",
+    )
+    p.add_argument("--name", default=None, help="your name in the story (default: your user name)")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=55.0,
+        help="longest wait between automatic checks during a task (a change in your cluster "
+        "triggers one at once)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    setup_logging(
+        settings.log_level if settings.log_level != "INFO" else "WARNING", "text", stream=sys.stderr
+    )
+    try:
+        course = load_course(settings.chapters_dir, settings.personas_dir)
+    except ContentError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return asyncio.run(_play(args, settings, course))
+
+
+async def _play(args: argparse.Namespace, settings: Settings, course: Course) -> int:
+
+    console = Console(highlight=False)
+    db = args.db or settings.db
+    user = args.name or os.environ.get("USER") or getpass.getuser() or "learner"
+    learner_id = f"terminal:{user}"
+    cluster = connect_local(
+        kubeconfig=args.kubeconfig, context=args.context, timeout=settings.float("check_timeout")
+    )
+    async with SQLiteStore(db) as store:
+        transport = TerminalTransport(
+            course, Ledger(Path(db + ".printed")), args.manifests, console
+        )
+        voice = build_voice(
+            api_key=settings.anthropic_api_key or None,
+            model=settings.model,
+            store=store,
+            cluster_provider=cluster.client_for,
+        )
+        engine = Engine(course, store, cluster, voice, transport)
+        address = Address("terminal", "solo", user)
+        resumed = await store.find_mission(address)
+        await engine.deliver_all()
+        if resumed is not None:
+            if args.chapter is not None:
+                await engine.jump(resumed.id, args.chapter)
+            else:
+                [note] = await engine.status(resumed.id, learner_id)
+                console.print(Text(f"— Resuming your mission. {note.text}", style="dim"))
+        problem = await cluster.probe(learner_id)
+        if problem:
+            console.print(Text(problem, style="yellow"))
+        mission = await engine.start(address, learner_id, user, chapter=args.chapter)
+        console.print(Text("Type 'help' for commands.", style="dim"))
+        poller = asyncio.create_task(
+            _auto_check(engine, cluster, course, mission.id, learner_id, args.poll)
+        )
+        try:
+            return await _loop(engine, transport, mission.id, learner_id, console)
+        finally:
+            poller.cancel()
+
+
+async def _loop(
+    engine: Engine, transport: TerminalTransport, mission_id: int, learner_id: str, console: Console
+) -> int:
+    loop = asyncio.get_running_loop()
+    while True:
+        mission = await engine.store.get_mission(mission_id)
+        if mission is not None and mission.state == "done":
+            console.print(Text("Mission complete. Your progress is saved.", style="bold green"))
+            return 0
+        console.print(Text("› ", style="bold"), end="")
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:  # end of input
+            console.print()
+            return 0
+        text = line.strip()
+        word, _, rest = text.partition(" ")
+        command = word.lower()
+        try:
+            replies: list[Outgoing]
+            if command in ("quit", "exit", "q"):
+                console.print(Text("Progress saved. Run `kepler play` to resume.", style="dim"))
+                return 0
+            if command in ("", "continue", "c", "next"):
+                replies = await engine.continue_(mission_id, learner_id)
+            elif command == "check":
+                replies = await engine.check(mission_id, learner_id)
+            elif command == "hint":
+                replies = await engine.hint(mission_id, learner_id)
+            elif command == "status":
+                replies = await engine.status(mission_id, learner_id)
+            elif command in ("catch-up", "catchup"):
+                replies = await engine.catch_up(mission_id, learner_id)
+            elif command == "help":
+                replies = [Outgoing(kind="notice", text=HELP)]
+            elif command == "profile":
+                field, _, value = rest.partition(" ")
+                profile = await engine.profile(learner_id, field or None, value or None)
+                replies = [
+                    Outgoing(
+                        kind="notice",
+                        text="\n".join(f"{k}: {v}" for k, v in profile.items()) or "(empty)",
+                    )
+                ]
+            else:
+                replies = await engine.say(mission_id, learner_id, text)
+        except InputError as exc:
+            replies = [Outgoing(kind="notice", text=str(exc))]
+        for reply in replies:
+            transport.show(reply)
+
+
+async def _auto_check(
+    engine: Engine,
+    cluster: ClusterService,
+    course: Course,
+    mission_id: int,
+    learner_id: str,
+    window: float,
+) -> None:
+    """While a task is open, re-check when the cluster changes (a watch), so the story moves
+    as soon as the work is done; at the latest every ``window`` seconds."""
+    while True:
+        try:
+            mission = await engine.store.get_mission(mission_id)
+            if (
+                mission is None
+                or mission.state != "running"
+                or not isinstance(course.beat_at(mission.chapter, mission.beat), TaskBeat)
+            ):
+                await asyncio.sleep(1.0)
+                continue
+            await engine.check(mission_id, learner_id, explicit=False)
+            await cluster.wait_for_change(learner_id, window)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never let a background check end the session
+            log.debug("auto-check failed", exc_info=True)
+            await asyncio.sleep(window)

@@ -1,0 +1,195 @@
+"""The engine's view of learners' clusters (the ``Cluster`` port), over any sandbox backend.
+
+One :class:`ClusterService` serves every learner: it keeps a reader per learner (an
+``ApiClient`` built once, reused for five minutes), lists exactly the kinds a task's
+objectives need in the shared bounded pool, and judges them with the pure evaluators. Any
+failure of one learner's cluster becomes that learner's :class:`CheckResult` error; nothing
+raises into the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubernetes import client
+
+from bot.content.schema import Drill, FactCheck
+from bot.engine.ports import CheckResult
+from sandbox.backends.base import SandboxBackend, SandboxError
+from sandbox.backends.kubeconfig import KubeconfigBackend
+from sandbox.errors import ClusterError
+from sandbox.objectives import EvalContext, ObjectiveSpec, Snapshot, evaluate_all, kinds_for
+from sandbox.snapshot import ClusterReader, ReadPool, default_pool
+
+log = logging.getLogger(__name__)
+
+READER_TTL = 300.0
+
+NO_CLUSTER = """No Kubernetes cluster answered ({reason}).
+The story goes on without one; to do the tasks, start a local cluster and run `kepler play` again:
+  kind:     kind create cluster --name kepler        (https://kind.sigs.k8s.io)
+  minikube: minikube start                           (https://minikube.sigs.k8s.io)
+  k3d:      k3d cluster create kepler                (https://k3d.io)
+Then `kubectl get nodes` should list at least one Ready node."""
+
+
+@dataclass
+class _Reader:
+    reader: ClusterReader
+    made: float
+    last: Snapshot | None = None
+
+
+class ClusterService:
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        *,
+        timeout: float = 5.0,
+        pool: ReadPool | None = None,
+        on_use: object | None = None,
+    ):
+        """``on_use`` is an optional async callable(learner_id) run before each read, e.g. the
+        lifecycle manager's ``touch`` that resumes a paused sandbox."""
+        self.backend = backend
+        self.timeout = timeout
+        self.pool = pool or default_pool()
+        self.on_use = on_use
+        self._readers: dict[str, _Reader] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # --- readers ------------------------------------------------------------------------
+
+    async def reader(self, learner_id: str) -> ClusterReader:
+        lock = self._locks.setdefault(learner_id, asyncio.Lock())
+        async with lock:
+            cached = self._readers.get(learner_id)
+            if cached and time.monotonic() - cached.made < READER_TTL:
+                return cached.reader
+            api = await self.backend.client_for(learner_id)
+            api.configuration.retries = False
+            fresh = _Reader(ClusterReader(api), time.monotonic())
+            self._readers[learner_id] = fresh
+            if cached:
+                cached.reader.close()
+            return fresh.reader
+
+    def client_for(self, learner_id: str) -> client.ApiClient | None:
+        """The learner's ApiClient if one is open (the voice's read-only tools use it)."""
+        cached = self._readers.get(learner_id)
+        return cached.reader.api if cached else None
+
+    def forget(self, learner_id: str) -> None:
+        cached = self._readers.pop(learner_id, None)
+        if cached:
+            cached.reader.close()
+
+    async def snapshot(self, learner_id: str, kinds: set[str]) -> Snapshot:
+        if self.on_use is not None:
+            await self.on_use(learner_id)  # type: ignore[operator]
+        reader = await self.reader(learner_id)
+        snap = await reader.read_async(kinds, self.timeout, self.pool)
+        self._readers[learner_id].last = snap
+        return snap
+
+    async def wait_for_change(self, learner_id: str, timeout: float) -> bool:
+        """Block until the kinds of the learner's last snapshot change (watch), or timeout."""
+        cached = self._readers.get(learner_id)
+        if cached is None or cached.last is None:
+            await asyncio.sleep(min(timeout, 2.0))
+            return True
+        notifier = cached.reader.watch_changes(cached.last, loop=asyncio.get_running_loop())
+        try:
+            return await notifier.wait(timeout)
+        finally:
+            notifier.stop()
+
+    # --- the Cluster port ---------------------------------------------------------------
+
+    async def evaluate(
+        self, learner_id: str, objectives: Sequence[ObjectiveSpec], ctx: EvalContext
+    ) -> CheckResult:
+        try:
+            snap = await self.snapshot(learner_id, kinds_for(objectives))
+        except (ClusterError, SandboxError) as exc:
+            self.forget(learner_id)
+            return CheckResult(error=self.explain(exc))
+        return CheckResult(evaluate_all(objectives, snap, ctx))
+
+    async def run_drill(self, learner_id: str, drill: Drill) -> datetime:
+        started = datetime.now(UTC)
+        api = (await self.reader(learner_id)).api
+        selector = ",".join(f"{k}={v}" for k, v in drill.labels.items())
+
+        def act() -> None:
+            core = client.CoreV1Api(api)
+            pods = core.list_namespaced_pod(
+                drill.namespace, label_selector=selector, _request_timeout=self.timeout
+            )
+            for pod in pods.items[: drill.count]:
+                core.delete_namespaced_pod(
+                    pod.metadata.name, drill.namespace, _request_timeout=self.timeout
+                )
+
+        await asyncio.to_thread(act)
+        log.info("drill %s ran", drill.action, extra={"learner": learner_id})
+        return started
+
+    async def measure(self, learner_id: str, fact: FactCheck) -> int | None:
+        kind = {"ready_nodes": "Node", "nodes": "Node", "namespaces": "Namespace", "pods": "Pod"}[
+            fact.measure
+        ]
+        try:
+            snap = await self.snapshot(learner_id, {kind})
+        except (ClusterError, SandboxError):
+            return None
+        items = snap.of(kind)
+        if fact.namespace:
+            items = [i for i in items if i.get("metadata", {}).get("namespace") == fact.namespace]
+        if fact.measure == "ready_nodes":
+            items = [
+                n
+                for n in items
+                if any(
+                    c.get("type") == "Ready" and c.get("status") == "True"
+                    for c in n.get("status", {}).get("conditions", [])
+                )
+            ]
+        return len(items)
+
+    async def apply(self, learner_id: str, manifests: Sequence[Path]) -> str:
+        from sandbox.apply import Kube, apply_all, load_manifests
+
+        try:
+            api = (await self.reader(learner_id)).api
+            done = await asyncio.to_thread(lambda: apply_all(Kube(api), load_manifests(manifests)))
+        except (ClusterError, SandboxError) as exc:
+            return self.explain(exc)
+        return f"Applied {len(done)} objects: " + ", ".join(done) if done else "Nothing to apply."
+
+    async def probe(self, learner_id: str) -> str:
+        """Empty when the learner's cluster answers; otherwise what to do about it."""
+        try:
+            await self.snapshot(learner_id, {"Node"})
+        except (ClusterError, SandboxError) as exc:
+            self.forget(learner_id)
+            return self.explain(exc)
+        return ""
+
+    def explain(self, exc: Exception) -> str:
+        if isinstance(self.backend, KubeconfigBackend):
+            return NO_CLUSTER.format(reason=str(exc).splitlines()[0][:200])
+        return f"Your station cluster is not answering right now ({str(exc).splitlines()[0][:200]}). Try again in a minute."
+
+
+def connect_local(
+    *, kubeconfig: Path | None, context: str | None, timeout: float
+) -> ClusterService:
+    """The service for ``kepler play``: your own kube context, used as is."""
+    return ClusterService(KubeconfigBackend(kubeconfig, context), timeout=timeout)
