@@ -52,7 +52,10 @@ class Engine:
         *,
         idle_after: float = 3600.0,
         clock: Callable[[], float] = time.time,
+        observe: Callable[..., None] | None = None,
     ):
+        """``observe(event, **fields)`` hears what metrics want: ``check`` (seconds, learner,
+        passed, error), ``unlock`` (learner, task), ``delivered`` (count)."""
         self.course = course
         self.store = store
         self.cluster = cluster
@@ -60,6 +63,7 @@ class Engine:
         self.transport = transport
         self.idle_after = idle_after
         self.clock = clock
+        self.observe = observe or (lambda event, **fields: None)
         self._locks: dict[int, asyncio.Lock] = {}
         self._send_locks: dict[int, asyncio.Lock] = {}
 
@@ -240,7 +244,15 @@ class Engine:
         drills: dict[str, float] = mission.data.get("drills", {}).get(key, {})
         drill_at = drills.get(learner_id)
         ctx = EvalContext(datetime.fromtimestamp(drill_at, UTC) if drill_at else None)
+        began = time.perf_counter()
         result = await self.cluster.evaluate(learner_id, beat.objectives, ctx)
+        self.observe(
+            "check",
+            seconds=time.perf_counter() - began,
+            learner=learner_id,
+            passed=result.all_passed,
+            error=result.error is not None,
+        )
 
         profile = (await self._learner(learner_id)).profile
         replies: list[Outgoing] = []
@@ -260,6 +272,7 @@ class Engine:
                 )
                 if result.all_passed:
                     await self.store.pass_task(learner_id, key)
+                    self.observe("unlock", learner=learner_id, task=key)
                 elif beat.drill and drill_at is None and _ready_for_drill(beat, result):
                     run_drill = True
                 if explicit:
@@ -386,6 +399,8 @@ class Engine:
                 await self.transport.deliver(mission.address, item.message, item.key)
                 await self.store.mark_sent(item.id)
                 sent += 1
+        if sent:
+            self.observe("delivered", count=sent)
         return sent
 
     async def deliver_all(self) -> int:
@@ -413,7 +428,9 @@ class Engine:
                     os_name = _os_of(profile.get("environment", ""))
                 messages = render(self.course, ref, beat, os_name=os_name)
                 if beat.pause and messages:
-                    messages[-1] = replace(messages[-1], actions=(*messages[-1].actions, "continue"))
+                    messages[-1] = replace(
+                        messages[-1], actions=(*messages[-1].actions, "continue")
+                    )
                 if isinstance(beat, TaskBeat) and mission.address.kind == "channel":
                     messages.append(await self._board(mission))
                 await self.store.enqueue(mission.id, messages)
