@@ -71,6 +71,85 @@ VARS: tuple[Var, ...] = (
         True,
     ),
     Var(
+        "KEPLER_SANDBOX_EXPOSURE",
+        "sandbox_exposure",
+        "Ingress",
+        "How learners reach their vcluster: Ingress (SSL passthrough), LoadBalancer or NodePort.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_HOST",
+        "sandbox_host",
+        "{namespace}.sandbox.example.com",
+        "Host name template for a learner's API server (must resolve to the ingress or load balancer).",
+    ),
+    Var(
+        "KEPLER_SANDBOX_NODE_ADDRESS",
+        "sandbox_node_address",
+        "",
+        "NodePort exposure: the node address learners connect to.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_INGRESS_CLASS",
+        "sandbox_ingress_class",
+        "nginx",
+        "Ingress class with SSL passthrough.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_INGRESS_NAMESPACE",
+        "sandbox_ingress_namespace",
+        "ingress-nginx",
+        "Namespace of the ingress controller (allowed in by host network policies).",
+    ),
+    Var(
+        "KEPLER_SANDBOX_BOT_NAMESPACE",
+        "sandbox_bot_namespace",
+        "kepler-system",
+        "Host namespace the bot runs in when in-cluster.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_STORAGE_CLASS",
+        "sandbox_storage_class",
+        "",
+        "Storage class for control-plane volumes; empty: the host default.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_IDLE_PAUSE",
+        "sandbox_idle_pause",
+        "1800",
+        "Seconds without learner action before a sandbox is paused.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_TTL",
+        "sandbox_ttl",
+        "1209600",
+        "Seconds after the last action before a sandbox is deleted.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_WARN_BEFORE",
+        "sandbox_warn_before",
+        "86400",
+        "Warn the learner this many seconds before a TTL deletion.",
+    ),
+    Var(
+        "KEPLER_SANDBOX_MAX_PER_SERVER",
+        "sandbox_max_per_server",
+        "25",
+        "Sandboxes per Discord server; more learners wait on a waitlist.",
+    ),
+    Var("KEPLER_SANDBOX_MAX_TOTAL", "sandbox_max_total", "100", "Sandboxes on the host in all."),
+    Var(
+        "KEPLER_SANDBOX_WARM_POOL",
+        "sandbox_warm_pool",
+        "0",
+        "Ready spare sandboxes kept for instant starts.",
+    ),
+    Var(
+        "KEPLER_VCLUSTER_VALUES",
+        "vcluster_values",
+        "",
+        "Path to the pinned vcluster chart's values.yaml; empty: fetched once and checked by SHA-256.",
+    ),
+    Var(
         "KEPLER_IDLE_MINUTES",
         "idle_minutes",
         "60",
@@ -102,6 +181,20 @@ class Settings:
     discord_guild_id: str
     host_kubeconfig: str
     secret_key: str
+    sandbox_exposure: str
+    sandbox_host: str
+    sandbox_node_address: str
+    sandbox_ingress_class: str
+    sandbox_ingress_namespace: str
+    sandbox_bot_namespace: str
+    sandbox_storage_class: str
+    sandbox_idle_pause: str
+    sandbox_ttl: str
+    sandbox_warn_before: str
+    sandbox_max_per_server: str
+    sandbox_max_total: str
+    sandbox_warm_pool: str
+    vcluster_values: str
     idle_minutes: str
     check_workers: str
     check_timeout: str

@@ -275,7 +275,12 @@ class Engine:
                     self.observe("unlock", learner=learner_id, task=key)
                 elif beat.drill and drill_at is None and _ready_for_drill(beat, result):
                     run_drill = True
-                if explicit:
+                if solo and result.all_passed:
+                    # The unlock is part of the story: it goes out before the beats it opens.
+                    await self.store.enqueue(
+                        mission_id, [feedback.status_message(beat, result, profile)]
+                    )
+                elif explicit:
                     replies.append(
                         feedback.status_message(beat, result, profile, private_to=learner_id)
                     )
