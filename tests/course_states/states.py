@@ -282,21 +282,33 @@ class Station:
         m = doc["metadata"]
         if self.get("Pod", m["namespace"], m["name"]) is not None:
             return  # pods are immutable; kubectl create would refuse, apply changes nothing
-        pod = self._pod(m["name"], m["namespace"], m.get("labels"), doc["spec"], rollout)
-        self.add(pod)
+        unbound = ""
         for v in doc["spec"].get("volumes") or []:
             claim_name = (v.get("persistentVolumeClaim") or {}).get("claimName")
-            claim = claim_name and self.get("PersistentVolumeClaim", m["namespace"], claim_name)
-            if claim and claim["status"]["phase"] == "Pending":
-                self._bind(claim)
+            if not claim_name:
+                continue
+            claim = self.get("PersistentVolumeClaim", m["namespace"], claim_name)
+            if claim is None:
+                unbound = f'persistentvolumeclaim "{claim_name}" not found'
+            elif claim["status"]["phase"] == "Pending":
+                if self.get("StorageClass", "", claim["spec"].get("storageClassName", "")):
+                    self._bind(claim)
+                else:  # nothing can provision it: the scheduler keeps the pod Pending
+                    unbound = (f"0/{len(self.of('Node'))} nodes are available: pod has unbound "
+                               "immediate PersistentVolumeClaims.")
+        pod = self._pod(m["name"], m["namespace"], m.get("labels"), doc["spec"], rollout,
+                        ready=rollout.ready is None or rollout.ready > 0, unschedulable=unbound)
+        self.add(pod)
 
     def _pod(self, name: str, namespace: str, labels: dict[str, str] | None, spec: Obj,
              rollout: Rollout, owner: Obj | None = None, ready: bool = True,
-             created: datetime | None = None) -> Obj:
+             created: datetime | None = None, unschedulable: str = "") -> Obj:
         containers = spec["containers"]
         requests = containers[0].get("resources", {}).get("requests")
         pod = ob.pod(name, namespace, labels, containers=[(c["name"], c["image"]) for c in containers],
-                     node_name=next(self._placement), owner=owner, created=created or self.clock,
+                     node_name=None if unschedulable else next(self._placement),
+                     phase="Pending" if unschedulable else "Running",
+                     owner=owner, created=created or self.clock,
                      volumes=copy.deepcopy(spec.get("volumes")) or None, requests=requests,
                      ready=None if rollout.waiting else ready,
                      waiting=None if ready else rollout.waiting)
@@ -306,6 +318,9 @@ class Station:
                                                        *built["volumeMounts"]]}
                                      for built, c in zip(pod["spec"]["containers"], containers,
                                                          strict=True)]
+        if unschedulable:
+            sched = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+            sched["message"] = unschedulable
         for key in ("restartPolicy",):
             if key in spec:
                 pod["spec"][key] = spec[key]
