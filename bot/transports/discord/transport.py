@@ -1,0 +1,305 @@
+"""The engine's Transport on Discord.
+
+Story messages go to a mission's DM channel, guild channel or thread. In a guild channel (and
+its threads, via ``thread=``) each character speaks through the channel's one webhook with
+their own name and avatar; in DMs, or without a webhook (no Manage Webhooks, or 15 webhooks
+already), they speak as embeds with name and icon, and the server's owner is told once which
+permission is missing. Boards and progress messages are edited in place (message ids in the
+store). Nothing generated mentions anyone.
+
+Idempotence: every outbox message has a stable ``key``. Bot messages carry it as the
+``nonce`` (discord.py sets ``enforce_nonce``), so Discord drops a re-send after a crash;
+webhooks have no nonce, so each sent piece is recorded in the store as it goes and skipped
+on re-delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import discord
+
+from bot.content.course import Course
+from bot.engine.ports import Address, Outgoing
+from bot.transports.discord.render import (
+    NO_MENTIONS,
+    Piece,
+    plain_embed,
+    render,
+    speaker_of,
+)
+from bot.transports.discord.splitting import CONTENT_LIMIT, split_text
+from bot.transports.discord.views import story_view
+from bot.transports.discord.webhooks import NoWebhook, WebhookPool, is_unknown_webhook
+
+log = logging.getLogger(__name__)
+
+SENT = "discord:sent"  # key (or key.piece) -> message id
+PINNED = "discord:pinned"  # "<address key>:<kind>" -> message id edited in place
+GUILD = "discord:guild:{}"
+STREAM_INTERVAL = 1.0
+
+MISSING_PERMISSION = {
+    "permission": (
+        "Kepler Station needs the **Manage Webhooks** permission in <#{channel}> so each crew "
+        "member speaks with their own name and portrait. Until it has it, they speak in embeds."
+    ),
+    "full": (
+        "<#{channel}> already has 15 webhooks (Discord's limit), so Kepler Station cannot add its "
+        "own; the crew speaks in embeds there. Remove an unused webhook to give them their faces."
+    ),
+}
+
+
+def learner_id_of(user: discord.abc.User | Any) -> str:
+    return f"discord:{user.id}"
+
+
+def user_id_of(learner_id: str) -> int | None:
+    prefix, _, raw = learner_id.partition(":")
+    return int(raw) if prefix == "discord" and raw.isdigit() else None
+
+
+class DiscordTransport:
+    def __init__(
+        self,
+        client: discord.Client,
+        store: Any,
+        course: Course,
+        webhooks: WebhookPool,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.client = client
+        self.store = store
+        self.course = course
+        self.webhooks = webhooks
+        self.clock = clock
+
+    # --- Transport ----------------------------------------------------------------------
+
+    async def deliver(self, address: Address, message: Outgoing, key: str) -> None:
+        if await self.store.get_setting(SENT, key):
+            return
+        if message.private_to and address.kind != "solo":
+            await self._deliver_private(message, key)
+        else:
+            channel = await self.channel(address)
+            if message.kind in ("board", "progress"):
+                await self._edit_in_place(channel, address, message, key)
+            else:
+                await self._post(channel, address, message, key)
+        await self.store.set_setting(SENT, key, "1")
+
+    async def stream(self, address: Address, speaker: str, chunks: AsyncIterator[str]) -> str:
+        """Post the reply as it arrives, editing at most once a second; long replies continue
+        in a new message."""
+        channel = await self.channel(address)
+        hook, thread = await self._hook(channel)
+        who = speaker_of(self.course, speaker)
+        shown: list[tuple[Any, str]] = []
+        text = ""
+        last = float("-inf")
+
+        async def show(final: bool) -> None:
+            pieces = split_text(text, CONTENT_LIMIT) or ["…"]
+            for i, piece in enumerate(pieces):
+                body = piece if final or i < len(pieces) - 1 else piece + " …"
+                if i < len(shown):
+                    msg, was = shown[i]
+                    if was != body:
+                        await self._edit_stream(msg, body, hook is None, who)
+                        shown[i] = (msg, body)
+                else:
+                    shown.append((await self._send_stream(channel, hook, thread, who, body), body))
+
+        async for chunk in chunks:
+            text += chunk
+            if self.clock() - last >= STREAM_INTERVAL:
+                last = self.clock()
+                await show(final=False)
+        text = text.strip()
+        await show(final=True)
+        return text
+
+    # --- where and how ------------------------------------------------------------------
+
+    async def channel(self, address: Address) -> Any:
+        channel_id = int(address.key)
+        channel = self.client.get_channel(channel_id)
+        if channel is None:
+            channel = await self.client.fetch_channel(channel_id)
+        return channel
+
+    async def _hook(self, channel: Any) -> tuple[discord.Webhook | None, Any]:
+        """(webhook, thread) for a guild channel or thread; (None, None) means embeds."""
+        if isinstance(channel, discord.DMChannel) or getattr(channel, "guild", None) is None:
+            return None, None
+        thread = channel if isinstance(channel, discord.Thread) else None
+        parent = channel.parent if thread is not None else channel
+        if not isinstance(parent, discord.TextChannel | discord.ForumChannel):
+            return None, None
+        try:
+            return await self.webhooks.get(parent), thread
+        except NoWebhook as missing:
+            await self.tell_admins(channel.guild, missing.reason, parent.id)
+            return None, None
+
+    async def _post(self, channel: Any, address: Address, message: Outgoing, key: str) -> None:
+        hook, thread = await self._hook(channel)
+        pieces = render(message, self.course, persona_mode=hook is not None)
+        view = None
+        if message.actions or message.data.get("choices") or message.kind == "question":
+            mission = await self.store.find_mission(address)
+            if mission is not None:
+                actions = tuple(message.actions)
+                if message.kind == "question" and not message.data.get("choices"):
+                    actions = (*actions, "answer")
+                view = story_view(mission.id, actions, message.data.get("choices"))
+        who = speaker_of(self.course, message.speaker)
+        for i, piece in enumerate(pieces):
+            piece_key = f"{key}.{i}"
+            if len(pieces) > 1 and await self.store.get_setting(SENT, piece_key):
+                continue  # sent before a crash
+            sent_id = await self._send_piece(
+                channel, hook, thread, who, piece, key if i == 0 else piece_key,
+                view if piece.last else None,
+            )
+            if len(pieces) > 1:
+                await self.store.set_setting(SENT, piece_key, str(sent_id or "?"))
+
+    async def _send_piece(
+        self,
+        channel: Any,
+        hook: discord.Webhook | None,
+        thread: Any,
+        who: Any,
+        piece: Piece,
+        nonce: str,
+        view: discord.ui.View | None,
+    ) -> int | None:
+        files = [discord.File(path, filename=path.name) for path in piece.files if path.exists()]
+        if hook is not None:
+            kwargs: dict[str, Any] = {
+                "username": who.name,
+                "allowed_mentions": NO_MENTIONS,
+                "wait": True,
+            }
+            if who.avatar:
+                kwargs["avatar_url"] = who.avatar
+            if piece.content is not None:
+                kwargs["content"] = piece.content
+            if piece.embed is not None:
+                kwargs["embed"] = piece.embed
+            if files:
+                kwargs["files"] = files
+            if view is not None:
+                kwargs["view"] = view
+            if thread is not None:
+                kwargs["thread"] = thread
+            try:
+                msg = await hook.send(**kwargs)
+                return msg.id if msg is not None else None
+            except discord.NotFound as exc:
+                if not is_unknown_webhook(exc):
+                    raise
+                parent = thread.parent if thread is not None else channel
+                log.info("webhook gone; making a new one", extra={"channel": parent.id})
+                await self.webhooks.forget(parent.id)
+                fresh, thread = await self._hook(channel)
+                files = [discord.File(p, filename=p.name) for p in piece.files if p.exists()]
+                if fresh is not None:
+                    if files:
+                        kwargs["files"] = files
+                    msg = await fresh.send(**kwargs)
+                    return msg.id if msg is not None else None
+        msg = await channel.send(
+            content=piece.content,
+            embed=piece.embed,
+            files=files or None,
+            view=view,
+            nonce=nonce,
+            allowed_mentions=NO_MENTIONS,
+        )
+        return msg.id
+
+    async def _send_stream(
+        self, channel: Any, hook: discord.Webhook | None, thread: Any, who: Any, body: str
+    ) -> Any:
+        if hook is not None:
+            kwargs: dict[str, Any] = {"username": who.name, "allowed_mentions": NO_MENTIONS,
+                                      "wait": True, "content": body}  # fmt: skip
+            if who.avatar:
+                kwargs["avatar_url"] = who.avatar
+            if thread is not None:
+                kwargs["thread"] = thread
+            return await hook.send(**kwargs)
+        return await channel.send(embed=_stream_embed(who, body), allowed_mentions=NO_MENTIONS)
+
+    async def _edit_stream(self, msg: Any, body: str, as_embed: bool, who: Any) -> None:
+        if as_embed:
+            await msg.edit(embed=_stream_embed(who, body), allowed_mentions=NO_MENTIONS)
+        else:
+            await msg.edit(content=body, allowed_mentions=NO_MENTIONS)
+
+    async def _edit_in_place(
+        self, channel: Any, address: Address, message: Outgoing, key: str
+    ) -> None:
+        slot = f"{address.key}:{message.kind}"
+        [piece] = render(message, self.course, persona_mode=False)[:1]
+        stored = await self.store.get_setting(PINNED, slot)
+        if stored:
+            try:
+                await channel.get_partial_message(int(stored)).edit(
+                    content=piece.content, embed=piece.embed, allowed_mentions=NO_MENTIONS
+                )
+                return
+            except discord.NotFound:
+                pass  # deleted: post a new one
+        msg = await channel.send(
+            content=piece.content, embed=piece.embed, nonce=key, allowed_mentions=NO_MENTIONS
+        )
+        await self.store.set_setting(PINNED, slot, str(msg.id))
+
+    async def _deliver_private(self, message: Outgoing, key: str) -> None:
+        """A message for one member of a crew: to their DMs, never to the channel."""
+        assert message.private_to is not None
+        user = await self.user(message.private_to)
+        if user is None:
+            return
+        channel = user.dm_channel or await user.create_dm()
+        for piece in render(message, self.course, persona_mode=False):
+            await channel.send(content=piece.content, embed=piece.embed, nonce=key,
+                               allowed_mentions=NO_MENTIONS)  # fmt: skip
+
+    async def user(self, learner_id: str) -> Any:
+        user_id = user_id_of(learner_id)
+        if user_id is None:
+            return None
+        return self.client.get_user(user_id) or await self.client.fetch_user(user_id)
+
+    async def tell_admins(self, guild: Any, reason: str, channel_id: int) -> None:
+        """Once per server and reason: DM the owner (or post in the channel) what is missing."""
+        scope = GUILD.format(guild.id)
+        flag = f"told:{reason}"
+        if await self.store.get_setting(scope, flag):
+            return
+        await self.store.set_setting(scope, flag, "1")
+        text = MISSING_PERMISSION[reason].format(channel=channel_id)
+        embed = plain_embed(text, title="Kepler Station setup")
+        try:
+            owner = guild.owner or await self.client.fetch_user(guild.owner_id)
+            await owner.send(embed=embed, allowed_mentions=NO_MENTIONS)
+        except (discord.HTTPException, AttributeError):
+            channel = self.client.get_channel(channel_id)
+            if channel is not None:
+                await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
+
+
+def _stream_embed(who: Any, body: str) -> discord.Embed:
+    embed = discord.Embed(description=body, colour=who.colour)
+    embed.set_author(name=who.name, icon_url=who.avatar)
+    return embed
