@@ -897,8 +897,11 @@ def _judge_recovered(spec: RecoveredObjective, snap: Snapshot, ctx: EvalContext)
     selector = (d.get("spec") or {}).get("selector") or {}
     pods = [p for p in snap.of("Pod") if _ns(p) == _ns(d)
             and selector_matches(selector, _labels(p))]
+    # creationTimestamp has whole seconds; the drill's start has microseconds, and the
+    # replacement usually comes within the same second: compare at the API's precision.
+    since = ctx.drill_started_at.replace(microsecond=0)
     fresh = [p for p in pods if (t := _time(_meta(p).get("creationTimestamp"))) is not None
-             and t > ctx.drill_started_at and pod_ready(p)]
+             and t >= since and pod_ready(p)]
     if not fresh:
         return False, f"{name}: no Ready pod created since the drill yet"
     return True, f"{name}: {ready} of {desired} Ready, {len(fresh)} pod(s) replaced"
