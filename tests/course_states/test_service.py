@@ -1,0 +1,190 @@
+"""``ClusterService`` — the engine's Cluster port — over emulated learners' clusters: request
+economy, failures as results, isolation between learners, measure, apply, change notices."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.content.schema import FactCheck
+from bot.engine.ports import CheckResult
+from sandbox.apply import load_manifests
+from sandbox.objectives import EvalContext, kinds_for
+from sandbox.service import ClusterService
+from sandbox.snapshot import KINDS
+from tests.course_states import states as S
+from tests.course_states.conftest import EmulatedLearners, evaluate, seed, service
+from tests.emulator import KubeEmulator
+
+CH2 = S.task_of(2).objectives
+
+
+@pytest.mark.parametrize("number", S.CHAPTERS)
+async def test_one_list_per_kind_per_check(emu: KubeEmulator, number: int) -> None:
+    objectives = S.task_of(number).objectives
+    station = S.after(number)
+    cluster = seed(emu, f"economy-{number}", station)
+    svc = service(emu, cluster)
+    c = emu[cluster]
+    expected = sorted(KINDS[k].path for k in kinds_for(objectives))
+    for _ in range(2):  # the first check builds the client, the second reuses it
+        c.clear_requests()
+        result = await svc.evaluate(cluster, objectives, station.context())
+        assert result.all_passed, result
+        assert sorted(r.path for r in c.requests) == expected
+        assert {r.method for r in c.requests} == {"GET"}
+        assert all("watch" not in r.query for r in c.requests)
+    svc.forget(cluster)
+
+
+async def _timed(coro: object) -> tuple[CheckResult, float]:
+    t0 = time.perf_counter()
+    result = await coro  # type: ignore[misc]
+    return result, time.perf_counter() - t0
+
+
+async def test_unreachable_cluster_is_an_error_result(emu: KubeEmulator) -> None:
+    cluster = seed(emu, "unreachable", S.after(2))
+    emu[cluster].unreachable = True
+    try:
+        result, took = await _timed(evaluate(emu, cluster, CH2, timeout=2.0))
+    finally:
+        emu[cluster].unreachable = False
+    assert result.results == () and result.error is not None
+    first = result.error.splitlines()[0]
+    assert first.startswith("No Kubernetes cluster answered (")
+    assert f"/clusters/{cluster}/api" in first and "connection" in first
+    assert emu[cluster].token not in result.error
+    assert took < 2.0
+
+
+async def test_server_error_is_an_error_result(emu: KubeEmulator) -> None:
+    cluster = seed(emu, "fails-500", S.after(2))
+    emu[cluster].fail(500, times=None, message="etcdserver: request timed out")
+    try:
+        result = await evaluate(emu, cluster, CH2)
+    finally:
+        emu[cluster].clear_faults()
+    assert result.error is not None and result.results == ()
+    assert "500 InternalError" in result.error.splitlines()[0]
+    # the next check, once the cluster recovers, works again
+    assert (await evaluate(emu, cluster, CH2)).all_passed
+
+
+async def test_slow_cluster_times_out_as_an_error_result(emu: KubeEmulator) -> None:
+    cluster = seed(emu, "slow", S.after(2))
+    emu[cluster].delay(3.0)
+    try:
+        result, took = await _timed(evaluate(emu, cluster, CH2, timeout=1.0))
+    finally:
+        emu[cluster].clear_faults()
+    assert result.error is not None
+    first = result.error.splitlines()[0]
+    assert "no answer within" in first or "no snapshot within 1 s" in first, first
+    assert 0.9 < took < 2.0
+
+
+async def test_a_slow_learner_does_not_delay_another(emu: KubeEmulator) -> None:
+    slow, fast = seed(emu, "learner-slow", S.after(2)), seed(emu, "learner-fast", S.after(2))
+    svc = ClusterService(EmulatedLearners(emu, {"slow": slow, "fast": fast}), timeout=1.0)
+    ctx = EvalContext()
+    await svc.evaluate("fast", CH2, ctx)  # warm: the client is built once per learner
+    emu[slow].delay(3.0)
+    try:
+        # the slow learner's check starts first and holds a read worker
+        (slow_result, slow_took), (fast_result, fast_took) = await asyncio.gather(
+            _timed(svc.evaluate("slow", CH2, ctx)),
+            _after(0.05, _timed(svc.evaluate("fast", CH2, ctx))))
+    finally:
+        emu[slow].clear_faults()
+    assert slow_result.error is not None and slow_took >= 0.9
+    assert fast_result.all_passed
+    assert fast_took < 0.5, f"the fast learner waited {fast_took:.2f} s"
+    svc.forget("slow")
+    svc.forget("fast")
+
+
+async def _after(delay: float, coro: object) -> tuple[CheckResult, float]:
+    await asyncio.sleep(delay)
+    return await coro  # type: ignore[misc]
+
+
+async def test_measure_counts_ready_nodes(emu: KubeEmulator) -> None:
+    cluster = seed(emu, "measure", S.before(1))
+    svc = service(emu, cluster)
+    assert await svc.measure(cluster, FactCheck(measure="ready_nodes")) == 3
+    assert await svc.measure(cluster, FactCheck(measure="nodes")) == 4
+    assert await svc.measure(cluster, FactCheck(measure="pods", namespace="kube-system")) == 2
+    down = seed(emu, "measure-down", S.Station(nodes_ready=False))
+    assert await service(emu, down).measure(down, FactCheck(measure="ready_nodes")) == 0
+    emu[cluster].unreachable = True
+    try:
+        svc.forget(cluster)
+        assert await svc.measure(cluster, FactCheck(measure="ready_nodes")) is None
+    finally:
+        emu[cluster].unreachable = False
+
+
+async def test_apply_is_server_side_and_summarised(emu: KubeEmulator) -> None:
+    files = [S.manifests_dir(4) / m.file for m in S.task_of(4).manifests]
+    cluster = seed(emu, "apply", S.before(4))
+    svc = service(emu, cluster)
+    c = emu[cluster]
+    c.clear_requests()
+    summary = await svc.apply(cluster, files)
+    docs = load_manifests(files)
+    names = [f"{d['kind'].lower()}/{d['metadata']['name']}" for d in docs]
+    assert summary == f"Applied {len(docs)} objects: " + ", ".join(names)
+    assert names[:4] == ["namespace/life-support", "namespace/research",
+                         "namespace/communications", "namespace/navigation"]
+    patches = [r for r in c.requests if r.method == "PATCH"]
+    assert len(patches) == len(docs)
+    assert all(r.query.get("fieldManager") and r.query.get("force") == "true" for r in patches)
+    for d in docs:
+        ns = d["metadata"].get("namespace", "") if d["kind"] != "Namespace" else ""
+        obj = c.get(d["kind"], d["metadata"]["name"], ns)
+        assert obj is not None, d["metadata"]["name"]
+        assert [e["operation"] for e in obj["metadata"]["managedFields"]] == ["Apply"]
+    assert c.get("Namespace", "research")["metadata"]["labels"]["name"] == "research"
+    # applying again changes nothing and says the same
+    gen = c.get("Deployment", "life-support-system", "life-support")["metadata"]["generation"]
+    assert await svc.apply(cluster, files) == summary
+    assert c.get("Deployment", "life-support-system", "life-support")["metadata"][
+        "generation"] == gen
+
+
+async def test_apply_to_a_missing_cluster_explains(emu: KubeEmulator, tmp_path: Path) -> None:
+    cluster = seed(emu, "apply-down", S.before(2))
+    emu[cluster].unreachable = True
+    try:
+        out = await service(emu, cluster, timeout=2.0).apply(
+            cluster, [S.manifests_dir(2) / "life-support-pod.yaml"])
+    finally:
+        emu[cluster].unreachable = False
+    assert out.startswith("No Kubernetes cluster answered (")
+
+
+async def test_wait_for_change_returns_promptly(emu: KubeEmulator) -> None:
+    station = S.after(2)
+    cluster = seed(emu, "watch", station)
+    svc = service(emu, cluster)
+    assert (await svc.evaluate(cluster, CH2, EvalContext())).all_passed
+    # nothing changes: it waits out its timeout
+    t0 = time.perf_counter()
+    assert await svc.wait_for_change(cluster, 0.5) is False
+    assert 0.4 < time.perf_counter() - t0 < 1.5
+
+    waiter = asyncio.create_task(svc.wait_for_change(cluster, 10.0))
+    await asyncio.sleep(0.3)
+    pod = emu[cluster].get("Pod", "atmospheric-processor-backup", "default")
+    assert pod is not None
+    pod["metadata"].setdefault("labels", {})["checked"] = "yes"
+    changed_at = time.perf_counter()
+    emu[cluster].put(pod)
+    assert await asyncio.wait_for(waiter, 5.0) is True
+    latency = time.perf_counter() - changed_at
+    assert latency < 2.0, f"noticed after {latency:.2f} s"
+    svc.forget(cluster)
