@@ -38,7 +38,8 @@ async def act(app: App, world: World, cluster: Any, user: Any, channel: Any, mis
     if isinstance(beat, QuestionBeat) and beat.choices:
         await click(app, world, user, channel, last_button(world, channel.id, f"kepler:choice:{mission.id}:1"))
     elif isinstance(beat, QuestionBeat):
-        await app.actions.message(world.message(user, channel, "3 Ready nodes, Linux laptop"), world.me)
+        text = f"<@{world.me.id}> 3 Ready nodes, Linux laptop"  # in a channel: a mention
+        await app.actions.message(world.message(user, channel, text, [world.me]), world.me)
     elif isinstance(beat, TaskBeat):
         cluster.passing[learner_id_of(user)] = {o.id for o in beat.objectives}
         await click(app, world, user, channel, last_button(world, channel.id, f"kepler:check:{mission.id}"))
