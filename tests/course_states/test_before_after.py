@@ -87,3 +87,24 @@ def test_update_rolls_to_a_new_replica_set() -> None:
     old_image = old["spec"]["template"]["spec"]["containers"][0]["image"]
     assert all(c["image"] != old_image for p in station.of("Pod", "communications")
                for c in p["spec"]["containers"])
+
+
+MODELS = {"Namespace": "V1Namespace", "Node": "V1Node", "Pod": "V1Pod",
+          "Deployment": "V1Deployment", "ReplicaSet": "V1ReplicaSet", "Service": "V1Service",
+          "EndpointSlice": "V1EndpointSlice", "PersistentVolumeClaim": "V1PersistentVolumeClaim",
+          "PersistentVolume": "V1PersistentVolume", "StorageClass": "V1StorageClass",
+          "NetworkPolicy": "V1NetworkPolicy", "Event": "CoreV1Event",
+          "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler"}
+
+
+@pytest.mark.parametrize("number", S.CHAPTERS)
+def test_states_are_valid_api_objects(number: int) -> None:
+    """The official client's typed models accept every object (they reject missing
+    required fields), so the states are shaped as a real API server returns them."""
+    from kubernetes import client
+
+    api = client.ApiClient()
+    for obj in S.after(number).objects():
+        model = api._ApiClient__deserialize(copy.deepcopy(obj), MODELS[obj["kind"]])  # type: ignore[attr-defined]
+        assert model.metadata.name == obj["metadata"]["name"]
+        assert model.metadata.uid and model.metadata.creation_timestamp
