@@ -36,12 +36,26 @@ async def act(app: App, world: World, cluster: Any, user: Any, channel: Any, mis
     """One learner step at the mission's current beat, through the posted buttons."""
     beat = app.course.beat_at(mission.chapter, mission.beat)
     if isinstance(beat, QuestionBeat) and beat.choices:
-        await click(app, world, user, channel, last_button(world, channel.id, f"kepler:choice:{mission.id}:1"))
+        await click(
+            app,
+            world,
+            user,
+            channel,
+            last_button(world, channel.id, f"kepler:choice:{mission.id}:1"),
+        )
     elif isinstance(beat, QuestionBeat):
         text = f"<@{world.me.id}> 3 Ready nodes, Linux laptop"  # in a channel: a mention
         await app.actions.message(world.message(user, channel, text, [world.me]), world.me)
     elif isinstance(beat, TaskBeat):
         cluster.passing[learner_id_of(user)] = {o.id for o in beat.objectives}
-        await click(app, world, user, channel, last_button(world, channel.id, f"kepler:check:{mission.id}"))
+        await click(
+            app, world, user, channel, last_button(world, channel.id, f"kepler:check:{mission.id}")
+        )
     else:
-        await click(app, world, user, channel, last_button(world, channel.id, f"kepler:continue:{mission.id}"))
+        await click(
+            app,
+            world,
+            user,
+            channel,
+            last_button(world, channel.id, f"kepler:continue:{mission.id}"),
+        )

@@ -3,6 +3,7 @@ restarts, deferral, and the kubeconfig's privacy."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from unittest.mock import create_autospec
 
@@ -47,9 +48,14 @@ async def test_webhook_token_is_stored_encrypted_with_a_key(world, store, course
     assert app.webhooks.secrets.open(__import__("json").loads(stored)["token"]) == "tok-secret"
 
 
-async def test_without_manage_webhooks_embeds_and_one_notice_to_admins(world, store, course, cluster):
+async def test_without_manage_webhooks_embeds_and_one_notice_to_admins(
+    world, store, course, cluster
+):
     app = make_app(world, store, course, cluster)
-    a, b = world.text_channel(1, manage_webhooks=False), world.text_channel(2, manage_webhooks=False)
+    a, b = (
+        world.text_channel(1, manage_webhooks=False),
+        world.text_channel(2, manage_webhooks=False),
+    )
     await _deliver(app, a)
     await app.transport.deliver(Address("discord", "channel", "2"), LINE, "other")
     story = world.story(1)
@@ -62,7 +68,9 @@ async def test_without_manage_webhooks_embeds_and_one_notice_to_admins(world, st
     world.assert_no_mentions()
 
 
-async def test_fifteen_webhooks_full_channel_falls_back_and_reuses_ours(world, store, course, cluster):
+async def test_fifteen_webhooks_full_channel_falls_back_and_reuses_ours(
+    world, store, course, cluster
+):
     app = make_app(world, store, course, cluster)
     world.text_channel(1, foreign=15)
     await _deliver(app, world.channels[1], 1)
@@ -115,7 +123,11 @@ async def test_together_crew_waits_for_the_slowest_member(world, store, cluster)
         await act(app, world, cluster, p, channel, mission)
     shown = "\n".join(p.text for p in world.story(1))
     assert '"Good work."' not in shown
-    board = [p for p in world.story(1) if p.kwargs.get("embed") and p.kwargs["embed"].title == "Crew board"]
+    board = [
+        p
+        for p in world.story(1)
+        if p.kwargs.get("embed") and p.kwargs["embed"].title == "Crew board"
+    ]
     assert len(board) == 1 and board[0].edits  # one board message, edited in place
     await act(app, world, cluster, people[2], channel, mission)
     assert '"Good work."' in "\n".join(p.text for p in world.story(1))
@@ -124,7 +136,7 @@ async def test_together_crew_waits_for_the_slowest_member(world, store, cluster)
 
 
 async def test_self_paced_members_get_their_own_threads(world, store, cluster):
-    app, channel, people = await _crew(world, store, cluster, pace="self-paced")
+    app, _channel, people = await _crew(world, store, cluster, pace="self-paced")
     hub = await store.find_mission(Address("discord", "channel", "1"))
     assert hub.state == "hub"
     threads = await store.children(hub.id)
@@ -132,14 +144,18 @@ async def test_self_paced_members_get_their_own_threads(world, store, cluster):
     for mission in threads:
         thread_id = int(mission.address.key)
         posted = world.story(thread_id)
-        assert posted and all(p.via == "webhook" and p.kwargs["thread"].id == thread_id for p in posted)
+        assert posted and all(
+            p.via == "webhook" and p.kwargs["thread"].id == thread_id for p in posted
+        )
     assert world.created_webhooks == 1  # the parent's webhook speaks in every thread
     # Ana races ahead on her own.
     ana_thread = world.channels[int(threads[0].address.key)]
     before = len(world.story(ana_thread.id))
     await act(app, world, cluster, people[0], ana_thread, threads[0])
     assert len(world.story(ana_thread.id)) > before
-    assert len(world.story(int(threads[1].address.key))) == len(world.story(int(threads[2].address.key)))
+    assert len(world.story(int(threads[1].address.key))) == len(
+        world.story(int(threads[2].address.key))
+    )
 
 
 async def test_restart_mid_chapter_neither_repeats_nor_loses_a_beat(world, db, course):
@@ -162,10 +178,8 @@ async def test_restart_mid_chapter_neither_repeats_nor_loses_a_beat(world, db, c
 
         store.set_setting = crash  # type: ignore[method-assign]
         button = last_button(world, dm.id, "kepler:")
-        try:
+        with contextlib.suppress(SystemExit):
             await act(app, world, cluster, alex, dm, await store.get_mission(mission.id))
-        except SystemExit:
-            pass
         seen = len(world.story(dm.id))
     async with SQLiteStore(db) as store:  # a new bot over the same file
         app = make_app(world, store, course, cluster)

@@ -65,7 +65,11 @@ async def test_dm_mission_from_the_opening_to_the_end_of_chapter_one(world, stor
     story = world.story(dm.id)
     assert all(p.via == "bot" and p.kwargs.get("nonce") for p in story)
     assert len({p.kwargs["nonce"] for p in story}) == len(story)
-    authors = {p.kwargs["embed"].author.name for p in story if p.kwargs.get("embed") and p.kwargs["embed"].author}
+    authors = {
+        p.kwargs["embed"].author.name
+        for p in story
+        if p.kwargs.get("embed") and p.kwargs["embed"].author
+    }
     assert "Commander Sarah Torres" in authors
     assert world.duplicates == []
     world.assert_no_mentions()

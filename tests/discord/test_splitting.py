@@ -70,7 +70,9 @@ def test_random_markdown_respects_limit_and_keeps_every_word(limit):
     blocks = []
     for i in range(120):
         if rng.random() < 0.3:
-            body = "\n".join(f"line {i}-{j} " + "z" * rng.randint(0, 80) for j in range(rng.randint(1, 30)))
+            body = "\n".join(
+                f"line {i}-{j} " + "z" * rng.randint(0, 80) for j in range(rng.randint(1, 30))
+            )
             blocks.append(f"```{rng.choice(['', 'yaml', 'bash'])}\n{body}\n```")
         else:
             blocks.append(" ".join(f"w{i}_{j}" for j in range(rng.randint(1, 90))))

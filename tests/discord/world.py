@@ -199,7 +199,12 @@ class World:
 
     def webhook(self, channel_id: int, *, owner: Any) -> Any:
         hook = create_autospec(discord.Webhook, instance=True)
-        hook.id, hook.token, hook.user, hook.channel_id = next(_ids), "tok-secret", owner, channel_id
+        hook.id, hook.token, hook.user, hook.channel_id = (
+            next(_ids),
+            "tok-secret",
+            owner,
+            channel_id,
+        )
         hook.gone = False
 
         async def send(**kwargs: Any) -> Any:
@@ -262,7 +267,9 @@ class World:
                 assert am is not None, p.kwargs
                 assert (am.everyone, am.users, am.roles) == (False, False, False), p.kwargs
 
-    def message(self, author: Any, channel: Any, content: str, mentions: list[Any] | None = None) -> Any:
+    def message(
+        self, author: Any, channel: Any, content: str, mentions: list[Any] | None = None
+    ) -> Any:
         msg = create_autospec(discord.Message, instance=True)
         msg.author, msg.channel, msg.content = author, channel, content
         msg.webhook_id, msg.mentions = None, mentions or []

@@ -99,7 +99,9 @@ class Actions:
             user = interaction.user
             learner, name = learner_id_of(user), user.display_name
             if isinstance(channel, discord.Thread):
-                raise InputError("Start a mission in a channel or in a DM with me, not in a thread.")
+                raise InputError(
+                    "Start a mission in a channel or in a DM with me, not in a thread."
+                )
             guild = str(interaction.guild.id) if interaction.guild else None
             if guild is None:
                 await self.engine.start(address_of(channel), learner, name, chapter=chapter)
@@ -114,7 +116,11 @@ class Actions:
                 text = f"Your own thread: <#{thread.id}>. The crew board stays here."
             else:
                 mission = await self.engine.start(
-                    address_of(channel), learner, name, guild=guild, pacing=pace,  # type: ignore[arg-type]
+                    address_of(channel),
+                    learner,
+                    name,
+                    guild=guild,
+                    pacing=pace,  # type: ignore[arg-type]
                     chapter=chapter,
                 )
                 text = f"Mission running here ({mission.pacing}). Others join with /mission join."
@@ -148,7 +154,9 @@ class Actions:
         async def work() -> list[Outgoing]:
             mission = await self._mission_for(interaction)
             await self.engine.leave(mission.id, learner_id_of(interaction.user))
-            return [Outgoing(kind="notice", text="You left the crew. /mission join brings you back.")]
+            return [
+                Outgoing(kind="notice", text="You left the crew. /mission join brings you back.")
+            ]
 
         await self._run(interaction, work)
 
@@ -355,7 +363,11 @@ class Actions:
         if self.manager is None:
             return
         try:
-            cap = await self.store.get_setting(GUILD.format(guild), "max_sandboxes") if guild else None
+            cap = (
+                await self.store.get_setting(GUILD.format(guild), "max_sandboxes")
+                if guild
+                else None
+            )
             if cap and await self.store.get_sandbox(learner) is None:
                 used = [r for r in await self.store.sandboxes(guild) if r.phase != "failed"]
                 if len(used) >= int(cap):
@@ -450,7 +462,9 @@ class Actions:
             return found
         return mission
 
-    async def _member_mission(self, interaction: discord.Interaction, mission_id: int | None) -> Mission:
+    async def _member_mission(
+        self, interaction: discord.Interaction, mission_id: int | None
+    ) -> Mission:
         if mission_id is None:
             mission = await self._mission_for(interaction)
         else:
@@ -493,7 +507,9 @@ class Actions:
         if not isinstance(beat, TaskBeat):
             return ()
         return tuple(
-            self.course.manifest_path(mission.chapter, m.file).relative_to(self.course.root).as_posix()
+            self.course.manifest_path(mission.chapter, m.file)
+            .relative_to(self.course.root)
+            .as_posix()
             for m in beat.manifests
         )
 

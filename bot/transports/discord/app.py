@@ -101,6 +101,13 @@ class App:
         task.add_done_callback(self._work.discard)
         return task
 
+    async def drain(self, timeout: float = GRACE) -> None:
+        """Wait for background work in flight (provisioning started by interactions)."""
+        while self._work:
+            _done, pending = await asyncio.wait(list(self._work), timeout=timeout)
+            if pending:
+                return
+
     async def close(self) -> None:
         """Stop loops and watchers, let work in flight finish, close the gateway."""
         self._closing = True
@@ -195,9 +202,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
             await user.send(text, allowed_mentions=discord.AllowedMentions.none())
 
     manager = SandboxManager(backend, store, policy=policy_from_env(), notify=notify)
-    service = ClusterService(
-        backend, timeout=settings.float("check_timeout"), on_use=manager.touch
-    )
+    service = ClusterService(backend, timeout=settings.float("check_timeout"), on_use=manager.touch)
     voice = build_voice(
         api_key=settings.anthropic_api_key or None,
         model=settings.model,

@@ -109,7 +109,9 @@ class KeplerCommands(commands.Cog):
     async def kubeconfig(self, interaction: discord.Interaction) -> None:
         await self.actions.kubeconfig(interaction)
 
-    @app_commands.command(name="profile", description="Show or change how the commander works with you")
+    @app_commands.command(
+        name="profile", description="Show or change how the commander works with you"
+    )
     async def profile(
         self,
         interaction: discord.Interaction,
@@ -159,7 +161,9 @@ class KeplerCommands(commands.Cog):
             allowed_mentions=NO_MENTIONS,
         )
 
-    @station.command(name="teardown", description="Close every mission and delete every cluster here")
+    @station.command(
+        name="teardown", description="Close every mission and delete every cluster here"
+    )
     async def station_teardown(self, interaction: discord.Interaction, confirm: bool) -> None:
         if await _deny(interaction):
             return

@@ -86,7 +86,9 @@ def render(message: Outgoing, course: Course, *, persona_mode: bool) -> list[Pie
     elif kind == "task":
         pieces = _embeds(text, TASK_COLOUR, title="Task")
     elif kind in ("review", "summary", "board", "progress"):
-        pieces = _embeds(text, BOARD_COLOUR if kind == "board" else who.colour, title=_TITLES.get(kind))
+        pieces = _embeds(
+            text, BOARD_COLOUR if kind == "board" else who.colour, title=_TITLES.get(kind)
+        )
     else:  # notice
         pieces = _embeds(text, NOTICE_COLOUR)
     if not pieces:

@@ -165,7 +165,12 @@ class DiscordTransport:
             if len(pieces) > 1 and await self.store.get_setting(SENT, piece_key):
                 continue  # sent before a crash
             sent_id = await self._send_piece(
-                channel, hook, thread, who, piece, key if i == 0 else piece_key,
+                channel,
+                hook,
+                thread,
+                who,
+                piece,
+                key if i == 0 else piece_key,
                 view if piece.last else None,
             )
             if len(pieces) > 1:
