@@ -15,28 +15,29 @@ from collections.abc import Sequence
 COMMANDS = ("play", "lint", "verify", "serve", "sandbox", "backup", "restore")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All commands for ``--help``; just ``only`` when one was named (imports are slow)."""
     parser = argparse.ArgumentParser(
         prog="kepler", description="Kepler Station: learn Kubernetes aboard a station in crisis."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    registered: set[str] = set()
     for name in COMMANDS:
+        if only is not None and name != only:
+            continue
         try:
             module = importlib.import_module(f"bot.commands.{name}")
         except ModuleNotFoundError as exc:
             if exc.name == f"bot.commands.{name}":
                 continue
             raise
-        if id(module) in registered:
-            continue
-        registered.add(id(module))
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    named = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(named if named in COMMANDS else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
