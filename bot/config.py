@@ -162,6 +162,28 @@ VARS: tuple[Var, ...] = (
         "5",
         "Seconds before a learner's cluster read times out.",
     ),
+    Var(
+        "HOST_KUBECONFIG_DATA",
+        "host_kubeconfig_data",
+        "",
+        "Kubeconfig content (YAML or base64), written at start to a 0600 file at HOST_KUBECONFIG.",
+        True,
+    ),
+    Var("KEPLER_HEALTH_PORT", "health_port", "9090", "Port of /healthz and /metrics (0: off)."),
+    Var(
+        "KEPLER_BACKUP_DIR",
+        "backup_dir",
+        "",
+        "Folder for scheduled backups; empty: `backups/` next to KEPLER_DB.",
+    ),
+    Var("KEPLER_BACKUP_EVERY", "backup_every", "60", "Minutes between backups (0: off)."),
+    Var("KEPLER_BACKUP_KEEP", "backup_keep", "48", "Scheduled backups kept (oldest go first)."),
+    Var(
+        "KEPLER_SANDBOX_BACKEND",
+        "sandbox_backend",
+        "vcluster",
+        "`kepler serve`: vcluster (one per learner on HOST_KUBECONFIG) or kubeconfig (dev: one shared cluster).",
+    ),
 )
 
 
@@ -198,6 +220,12 @@ class Settings:
     idle_minutes: str
     check_workers: str
     check_timeout: str
+    host_kubeconfig_data: str
+    health_port: str
+    backup_dir: str
+    backup_every: str
+    backup_keep: str
+    sandbox_backend: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

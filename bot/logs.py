@@ -1,8 +1,9 @@
 """Logging: one event per line, JSON when not on a terminal, readable when on one; never a secret.
 
 Every record passes :class:`RedactFilter`, which masks anything shaped like a credential —
-bearer tokens, kubeconfig key and certificate data, Discord and Anthropic tokens — in the
-message, its arguments and the traceback.
+``Authorization`` headers, bearer tokens, kubeconfig keys, tokens and certificate data (as
+YAML, JSON, env or a Python repr), Discord bot tokens, webhook and interaction URLs, Anthropic
+keys, PEM private keys, JWTs — in the message, its arguments, extra fields and the traceback.
 """
 
 from __future__ import annotations
@@ -14,18 +15,28 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
+_KEYS = (
+    r"[\w-]*(?:key-data|certificate-data|token|password|passwd|api[_-]?key|secret|"
+    r"secret[_-]?key|private[_-]?key|kubeconfig[_-]?data)"
+)
+
 _PATTERNS = [
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(
-        r"(?i)((?:client-key-data|client-certificate-data|certificate-authority-data|token|password|"
-        r"api[_-]?key|authorization|secret)\"?\s*[:=]\s*\"?)[^\s\"',}]{6,}"
-    ),
+    # Authorization headers: the whole value, whatever the scheme (Bearer, Basic, Bot, …)
+    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]{4,}"),
+    re.compile(r"(?i)(\b(?:bearer|bot)\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    # key: value, key=value, "key": "value", 'key': 'value' (kubeconfig YAML, env, dict reprs)
+    re.compile(rf"(?i)((?:{_KEYS})[\"']?\s*[:=]\s*[\"']?)[^\s\"',}}\]]{{6,}}"),
     re.compile(r"sk-ant-[A-Za-z0-9_-]{10,}"),
-    re.compile(r"[MN][A-Za-z\d_-]{23,25}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,}"),  # Discord bot token
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+    # Discord bot tokens: base64 user id . timestamp . HMAC
+    re.compile(r"\b[A-Za-z\d_-]{23,28}\.[A-Za-z\d_-]{6,7}\.[A-Za-z\d_-]{27,}"),
+    # webhook and interaction URLs carry their token in the path
+    re.compile(r"(?i)(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._-]{16,}"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
     re.compile(
         r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"
     ),  # JWT (service account)
+    # base64 of a PEM block or of a kubeconfig, wherever it shows up without its key
+    re.compile(r"\b(?:LS0tLS1C|YXBpVmVyc2lvbj)[A-Za-z0-9+/=]{16,}"),
 ]
 
 
@@ -42,6 +53,10 @@ class RedactFilter(logging.Filter):
         if record.exc_info:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
