@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,13 +54,16 @@ class ClusterService:
         timeout: float = 5.0,
         pool: ReadPool | None = None,
         on_use: object | None = None,
+        instrument: Callable[[client.ApiClient], object] | None = None,
     ):
         """``on_use`` is an optional async callable(learner_id) run before each read, e.g. the
-        lifecycle manager's ``touch`` that resumes a paused sandbox."""
+        lifecycle manager's ``touch`` that resumes a paused sandbox. ``instrument`` is called
+        with each learner ApiClient made (metrics count its requests)."""
         self.backend = backend
         self.timeout = timeout
         self.pool = pool or default_pool()
         self.on_use = on_use
+        self.instrument = instrument
         self._readers: dict[str, _Reader] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -74,6 +77,8 @@ class ClusterService:
                 return cached.reader
             api = await self.backend.client_for(learner_id)
             api.configuration.retries = False
+            if self.instrument is not None:
+                self.instrument(api)
             fresh = _Reader(ClusterReader(api), time.monotonic())
             self._readers[learner_id] = fresh
             if cached:
