@@ -1,0 +1,472 @@
+"""Load harness: N learners, each with an emulated cluster, through the real bot stack.
+
+    uv run python bench/load.py --learners 100 --minutes 2
+
+What runs: the Kubernetes API emulator in a child process (one loopback server on 127.0.0.1,
+one logical cluster per learner, TLS + bearer tokens like a vcluster), and in this process the
+real composition of ``kepler serve`` minus the Discord gateway: ``SQLiteStore`` on a temporary
+file, ``ClusterService`` over a kubeconfig backend (one kubeconfig per learner), ``App`` with
+its background loops (its change watchers are the watch path under test), the ``Engine`` and
+``Actions``. The transport is a recorder that timestamps every delivery; interactions are the
+autospecced Discord fakes of ``tests/discord/world.py``.
+
+Learners start at chapters 2-5 (the recorded ``before`` states of ``tests/course_states``),
+idle for a while on their task, then, during the active phase, each applies the state that
+completes its task (the recorded ``after`` state) at a random time, answers the next
+chapter's question and does the next task, and so on. Some also click Check right after
+applying, as people do.
+
+Measured: unlock latency (cluster change → the unlocking message handed to the transport),
+event-loop lag (a probe every 100 ms) and time-to-defer of /check interactions, Kubernetes
+requests per learner-minute idle and active (the emulator's request log), RSS per learner,
+CPU per check, store writes per second at peak. Loops are bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import emuproc  # noqa: E402
+from kubernetes import client  # noqa: E402
+from kubernetes.config.kube_config import KubeConfigLoader  # noqa: E402
+
+from bot.content.course import load_course  # noqa: E402
+from bot.content.schema import QuestionBeat, TaskBeat  # noqa: E402
+from bot.engine.ports import Address, Outgoing  # noqa: E402
+from bot.store.sqlite import SQLiteStore  # noqa: E402
+from bot.transports.discord.app import App  # noqa: E402
+from sandbox.backends.base import SandboxRecord  # noqa: E402
+from sandbox.backends.kubeconfig import KubeconfigBackend  # noqa: E402
+from sandbox.service import ClusterService  # noqa: E402
+
+CHAPTERS = (2, 3, 4, 5)  # tasks with a recorded before/after (1 passes at once, 6 drills)
+LAST = 5
+
+
+# --- the emulator process ----------------------------------------------------------------------
+
+
+class Emulator:
+    """The child process and a thread-safe, awaitable command channel to it."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=emuproc.serve, args=(child,), daemon=True)
+        self.proc.start()
+        self._lock = threading.Lock()
+
+    def call(self, *msg: Any) -> Any:
+        with self._lock:
+            self.conn.send(msg)
+            status, value = self.conn.recv()
+        if status != "ok":
+            raise RuntimeError(value)
+        return value
+
+    async def acall(self, *msg: Any) -> Any:
+        return await asyncio.to_thread(self.call, *msg)
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception), self._lock:
+            self.conn.send(("stop",))
+            self.conn.recv()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+class Learners(KubeconfigBackend):
+    """Learner id → its own kubeconfig (a logical cluster of the emulator)."""
+
+    def __init__(self, configs: dict[str, dict[str, Any]]):
+        super().__init__(config_dict={})
+        self.configs = configs
+
+    async def client_for(self, learner_id: str) -> client.ApiClient:
+        def make() -> client.ApiClient:
+            cfg = client.Configuration()
+            KubeConfigLoader(config_dict=self.configs[learner_id]).load_and_set(cfg)
+            cfg.retries = False
+            return client.ApiClient(cfg)
+
+        return await asyncio.to_thread(make)
+
+
+# --- recording ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """The engine's transport: remembers when each learner's unlocking message went out."""
+
+    unlocked_at: dict[str, float] = field(default_factory=dict)  # learner -> observe("unlock")
+    delivered_at: dict[str, float] = field(default_factory=dict)  # learner -> first delivery
+    by_address: dict[str, str] = field(default_factory=dict)  # address id -> learner
+    keys: set[str] = field(default_factory=set)
+    count: int = 0
+
+    async def deliver(self, address: Address, message: Outgoing, key: str) -> None:
+        if key in self.keys:
+            return
+        self.keys.add(key)
+        self.count += 1
+        learner = self.by_address.get(address.key)
+        if learner and learner in self.unlocked_at and learner not in self.delivered_at:
+            self.delivered_at[learner] = time.monotonic()
+
+    async def stream(self, address: Address, speaker: str, chunks: Any) -> str:
+        return "".join([c async for c in chunks])
+
+
+@dataclass
+class Stats:
+    checks: int = 0
+    checks_by_learner: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unlock_latency: list[float] = field(default_factory=list)
+    missed: int = 0
+    lag: list[float] = field(default_factory=list)
+    acks: list[float] = field(default_factory=list)
+    writes_per_s: list[int] = field(default_factory=list)
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def threads() -> int:
+    return threading.active_count()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float) -> dict:
+    from tests.course_states import states
+    from tests.discord.world import World
+    from tests.fakes import CannedVoice
+
+    rng = random.Random(seed)
+    course = load_course()
+    before = {c: states.before(c).objects() for c in CHAPTERS}
+    after = {c: states.after(c, with_drill=False).objects() for c in CHAPTERS}
+    emu = Emulator()
+    tmp = tempfile.TemporaryDirectory(prefix="kepler-bench-")
+    stats = Stats()
+    try:
+        learners = [f"discord:{100_000 + i}" for i in range(n)]
+        chapter = {lid: CHAPTERS[i % len(CHAPTERS)] for i, lid in enumerate(learners)}
+        cluster_of = {lid: f"l{i}" for i, lid in enumerate(learners)}
+        configs: dict[str, Any] = {}
+        for start in range(0, n, 50):
+            part = learners[start : start + 50]
+            got = await emu.acall("seed", {cluster_of[lid]: before[chapter[lid]] for lid in part})
+            configs.update({lid: got[cluster_of[lid]] for lid in part})
+
+        # Discord fakes for the learners who click (autospec is costly: a sample of them).
+        world = World()
+        clickers: dict[str, tuple[Any, Any]] = {}
+        for lid in learners[: min(n, 20)]:
+            uid = int(lid.split(":")[1])
+            user = world.user(uid, f"L{uid}")
+            clickers[lid] = (user, user.dm_channel)
+
+        store = SQLiteStore(Path(tmp.name) / "kepler.db")
+        await store.open()
+        service = ClusterService(Learners(configs), timeout=5.0)
+        app = App(bot=world.client, store=store, course=course, cluster=service,
+                  voice=CannedVoice(), service=service)  # fmt: skip
+        recorder = Recorder()
+        app.engine.transport = recorder
+        engine = app.engine
+
+        def observe(event: str, **f: Any) -> None:
+            if event == "check":
+                stats.checks += 1
+                stats.checks_by_learner[f["learner"]] += 1
+            elif event == "unlock":
+                recorder.unlocked_at.setdefault(f["learner"], time.monotonic())
+
+        engine.observe = observe
+        gc_rss0, cpu0 = rss_mib(), time.process_time()
+
+        async def to_task(mission_id: int, lid: str) -> bool:
+            for _ in range(20):
+                m = await store.get_mission(mission_id)
+                assert m is not None
+                if m.state != "running":
+                    return False
+                beat = course.beat_at(m.chapter, m.beat)
+                if isinstance(beat, TaskBeat):
+                    return True
+                if isinstance(beat, QuestionBeat):
+                    await engine.say(mission_id, lid, "1")
+                elif beat is not None and beat.pause:
+                    await engine.continue_(mission_id, lid)
+                else:
+                    await asyncio.sleep(0)
+            return False
+
+        missions: dict[str, int] = {}
+        t_setup = time.monotonic()
+        sem = asyncio.Semaphore(8)
+
+        async def enrol(lid: str) -> None:
+            async with sem:
+                addr_id = str(clickers[lid][1].id) if lid in clickers else lid.split(":")[1]
+                recorder.by_address[addr_id] = lid
+                address = Address("discord", "solo", addr_id)
+                now = time.time()
+                await store.save_sandbox(SandboxRecord(lid, "vcluster", cluster_of[lid], "ready",
+                                                       now, now))  # fmt: skip
+                m = await engine.start(address, lid, lid, chapter=chapter[lid])
+                missions[lid] = m.id
+                await to_task(m.id, lid)
+
+        await asyncio.gather(*(enrol(lid) for lid in learners))
+        setup_s = time.monotonic() - t_setup
+        rss_enrolled = rss_mib()
+
+        # --- probes ---
+        stop = asyncio.Event()
+
+        async def probe() -> None:
+            while not stop.is_set():
+                t = time.monotonic()
+                await asyncio.sleep(0.1)
+                stats.lag.append(time.monotonic() - t - 0.1)
+
+        async def writes() -> None:
+            last = store.conn.total_changes
+            while not stop.is_set():
+                await asyncio.sleep(1.0)
+                now = store.conn.total_changes
+                stats.writes_per_s.append(now - last)
+                last = now
+
+        probes = [asyncio.create_task(probe()), asyncio.create_task(writes())]
+
+        # --- watchers up, first checks (warm-up) ---
+        app.start_loops()
+        await app.watch()
+        t_warm = time.monotonic()
+        while time.monotonic() - t_warm < 120:
+            if sum(1 for lid in learners if stats.checks_by_learner[lid] > 0) >= n:
+                break
+            await asyncio.sleep(0.5)
+        warm_s = time.monotonic() - t_warm
+        await asyncio.sleep(3.0)
+        early = [lid for lid in learners if lid in recorder.unlocked_at]
+
+        # --- idle phase: everyone on a task, nothing changes ---
+        checks_before_idle = stats.checks
+        i0 = await emu.acall("now")
+        await asyncio.sleep(idle_s)
+        i1 = await emu.acall("now")
+        idle_counts = await emu.acall("count", i0, i1)
+        idle_checks = stats.checks - checks_before_idle
+        rss_idle = rss_mib()
+        threads_idle = threads()
+        lag_idle = list(stats.lag)
+        stats.lag.clear()
+
+        # --- active phase ---
+        active_s = minutes * 60
+        a0 = await emu.acall("now")
+        cpu_a0, checks_a0 = time.process_time(), stats.checks
+        t_active = time.monotonic()
+        deadline = t_active + active_s
+        lat: list[float] = []
+        writes_idle = list(stats.writes_per_s)
+        stats.writes_per_s.clear()
+
+        async def learner_loop(lid: str) -> None:
+            c = chapter[lid]
+            # first change at a uniform time in the first ~60 % of the phase, then every
+            # ~30-90 s (a brisk learner: apply, get the beat, answer, next task)
+            await asyncio.sleep(rng.uniform(0, active_s * 0.6))
+            while c <= LAST and time.monotonic() < deadline - 10:
+                recorder.unlocked_at.pop(lid, None)
+                recorder.delivered_at.pop(lid, None)
+                t0 = time.monotonic()
+                await emu.acall("set", cluster_of[lid], after[c])
+                if rng.random() < explicit_share:
+                    await asyncio.sleep(rng.uniform(0.2, 1.0))
+                    if lid in clickers:
+                        await click(lid)
+                    else:
+                        await engine.check(missions[lid], lid)
+                end = time.monotonic() + 30
+                while lid not in recorder.delivered_at and time.monotonic() < end:
+                    await asyncio.sleep(0.05)
+                if lid not in recorder.delivered_at:
+                    stats.missed += 1
+                    return
+                lat.append(recorder.delivered_at[lid] - t0)
+                await to_task(missions[lid], lid)
+                c += 1
+                if c > LAST:
+                    return
+                await asyncio.sleep(rng.uniform(30, 90))
+
+        async def click(lid: str) -> None:
+            user, dm = clickers[lid]
+            interaction = world.interaction(user, dm)
+            acked = asyncio.get_running_loop().create_future()
+
+            async def defer(**kwargs: Any) -> None:
+                if not acked.done():
+                    acked.set_result(time.monotonic())
+
+            interaction.response.defer.side_effect = defer
+            t = time.monotonic()
+            task = asyncio.create_task(app.actions.check(interaction))
+            stats.acks.append(await acked - t)
+            await task
+
+        async def clicking() -> None:
+            ids = list(clickers)
+            every = max(0.5, 30 / n)  # about one click per learner per 30 s, at most 2/s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(every)
+                with contextlib.suppress(Exception):
+                    await click(rng.choice(ids))
+
+        loops = [asyncio.create_task(learner_loop(lid)) for lid in learners if lid not in early]
+        clicks = asyncio.create_task(clicking())
+        await asyncio.wait(loops, timeout=active_s + 45)
+        clicks.cancel()
+        a1 = await emu.acall("now")
+        cpu_active = time.process_time() - cpu_a0
+        checks_active = stats.checks - checks_a0
+        active_counts = await emu.acall("count", a0, a1)
+        rss_active = rss_mib()
+        threads_active = threads()
+        stop.set()
+        for t in [*probes, *loops, clicks]:
+            t.cancel()
+        await app.close()
+        await store.close()
+
+        def per_learner_minute(counts: dict, seconds: float) -> tuple[float, float, float]:
+            rows = [counts.get(cluster_of[lid], {"watch": 0, "other": 0}) for lid in learners]
+            w = sum(r["watch"] for r in rows) / n / (seconds / 60)
+            o = sum(r["other"] for r in rows) / n / (seconds / 60)
+            worst = max((r["watch"] + r["other"]) for r in rows) / (seconds / 60)
+            return w + o, w, worst
+
+        idle_total, idle_watch, idle_worst = per_learner_minute(idle_counts, i1 - i0)
+        act_total, act_watch, act_worst = per_learner_minute(active_counts, a1 - a0)
+        return {
+            "learners": n,
+            "minutes": minutes,
+            "setup_s": round(setup_s, 1),
+            "warmup_s": round(warm_s, 1),
+            "unlocked_at_start": len(early),
+            "unlocks": len(lat),
+            "missed_unlocks": stats.missed,
+            "unlock_p50": pct(lat, 50),
+            "unlock_p95": pct(lat, 95),
+            "unlock_p99": pct(lat, 99),
+            "unlock_max": max(lat, default=float("nan")),
+            "lag_idle_p99": pct(lag_idle, 99),
+            "lag_p50": pct(stats.lag, 50),
+            "lag_p99": pct(stats.lag, 99),
+            "lag_max": max(stats.lag, default=float("nan")),
+            "acks": len(stats.acks),
+            "ack_p50": pct(stats.acks, 50),
+            "ack_p99": pct(stats.acks, 99),
+            "ack_max": max(stats.acks, default=float("nan")),
+            "idle_req_per_learner_min": idle_total,
+            "idle_watch_req_per_learner_min": idle_watch,
+            "idle_worst_learner_req_min": idle_worst,
+            "idle_checks": idle_checks,
+            "idle_s": round(i1 - i0, 1),
+            "active_req_per_learner_min": act_total,
+            "active_watch_req_per_learner_min": act_watch,
+            "active_worst_learner_req_min": act_worst,
+            "rss_base_mib": round(gc_rss0, 1),
+            "rss_per_learner_kib_idle": (rss_idle - gc_rss0) * 1024 / n,
+            "rss_per_learner_kib_active": (rss_active - gc_rss0) * 1024 / n,
+            "rss_enrolled_mib": round(rss_enrolled, 1),
+            "threads_idle": threads_idle,
+            "threads_active": threads_active,
+            "checks_active": checks_active,
+            "cpu_ms_per_check": 1000 * cpu_active / max(1, checks_active),
+            "cpu_active_s": round(cpu_active, 1),
+            "cpu_share_of_core": cpu_active / (a1 - a0),
+            "store_rows_per_s_peak": max(stats.writes_per_s, default=0),
+            "store_rows_per_s_idle_peak": max(writes_idle, default=0),
+            "cpu_total_s": round(time.process_time() - cpu0, 1),
+        }
+    finally:
+        emu.stop()
+        tmp.cleanup()
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{os.cpu_count()} cores (nproc), {mem:.0f} GiB RAM, Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--learners", type=int, default=10)
+    p.add_argument("--minutes", type=float, default=1.0, help="length of the active phase")
+    p.add_argument("--idle-seconds", type=float, default=60.0)
+    p.add_argument("--explicit", type=float, default=0.3,
+                   help="share of changes followed by a /check click")  # fmt: skip
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+    if not 1 <= args.learners <= 2000 or not 0 < args.minutes <= 15:
+        p.error("--learners 1..2000, --minutes up to 15")
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    began = time.monotonic()
+    out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
+                          args.explicit))  # fmt: skip
+    out["machine"] = machine()
+    out["wall_s"] = round(time.monotonic() - began, 1)
+    width = max(map(len, out))
+    for k, v in out.items():
+        print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0 if out["missed_unlocks"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
