@@ -21,6 +21,7 @@ from typing import Any
 import discord
 
 from bot.config import Settings
+from bot.content.loader import ContentError
 from bot.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     except discord.LoginFailure:
         print("Discord rejected DISCORD_TOKEN (login failed).", file=sys.stderr)
         return 2
+    except ContentError as exc:  # a broken chapter or persona: file:line, not a traceback
+        print(exc, file=sys.stderr)
+        return 1
 
 
 def tree_hash(tree: discord.app_commands.CommandTree, guild: discord.abc.Snowflake | None) -> str:
