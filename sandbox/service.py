@@ -5,6 +5,17 @@ One :class:`ClusterService` serves every learner: it keeps a reader per learner 
 objectives need in the shared bounded pool, and judges them with the pure evaluators. Any
 failure of one learner's cluster becomes that learner's :class:`CheckResult` error; nothing
 raises into the engine.
+
+Reads of one learner's cluster are coalesced: a learner's reads start at least
+:data:`READ_GAP` apart; a request that comes while a read is running or too soon after one
+began waits for one follow-up read, shared by every request that comes before it starts (so
+it still sees everything its callers did before asking). Fifty ``/check`` clicks in a second
+cost two or three reads, not fifty; a lone check is not delayed.
+
+Change notices are one long-lived :class:`ChangeNotifier` per watching learner, kept across
+waits and resumed from the last resourceVersion seen, with a server-side window of
+:data:`WATCH_WINDOW` seconds: an idle learner costs one watch request per watched kind per
+window (at most seven kinds in the course: 0.7 requests a minute) and no re-reads.
 """
 
 from __future__ import annotations
@@ -25,11 +36,13 @@ from sandbox.backends.base import SandboxBackend, SandboxError
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.errors import ClusterError
 from sandbox.objectives import EvalContext, ObjectiveSpec, Snapshot, evaluate_all, kinds_for
-from sandbox.snapshot import ClusterReader, ReadPool, default_pool
+from sandbox.snapshot import NOT_WATCHED, ChangeNotifier, ClusterReader, ReadPool, default_pool
 
 log = logging.getLogger(__name__)
 
 READER_TTL = 300.0
+WATCH_WINDOW = 600.0  # server-side watch timeout; bookmarks keep the stream alive meanwhile
+READ_GAP = 0.5  # a queued (coalesced) read starts at least this long after the one before it
 
 NO_CLUSTER = """No Kubernetes cluster answered ({reason}).
 The story goes on without one; to do the tasks, start a local cluster and run `kepler play` again:
@@ -44,6 +57,23 @@ class _Reader:
     reader: ClusterReader
     made: float
     last: Snapshot | None = None
+
+
+@dataclass
+class _Flights:
+    """One learner's cluster reads: the one running and the one queued behind it."""
+
+    current: asyncio.Task[Snapshot] | None = None
+    started: float = 0.0  # monotonic start of ``current``
+    queued: asyncio.Task[Snapshot] | None = None
+    queued_kinds: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Watch:
+    notifier: ChangeNotifier
+    reader: ClusterReader
+    kinds: frozenset[str]
 
 
 class ClusterService:
@@ -66,6 +96,10 @@ class ClusterService:
         self.instrument = instrument
         self._readers: dict[str, _Reader] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._flights: dict[str, _Flights] = {}
+        self._versions: dict[str, dict[str, str]] = {}  # learner -> kind -> last list version
+        self._watches: dict[str, _Watch] = {}
+        self.reads = 0  # cluster reads actually made (after coalescing)
 
     # --- readers ------------------------------------------------------------------------
 
@@ -92,28 +126,94 @@ class ClusterService:
 
     def forget(self, learner_id: str) -> None:
         cached = self._readers.pop(learner_id, None)
+        self._versions.pop(learner_id, None)
+        self.unwatch(learner_id)
         if cached:
             cached.reader.close()
 
     async def snapshot(self, learner_id: str, kinds: set[str]) -> Snapshot:
+        """One read of ``kinds``, shared with concurrent callers for the same learner."""
+        wanted = frozenset(kinds)
+        f = self._flights.setdefault(learner_id, _Flights())
+        if f.queued is not None and not f.queued.done() and wanted <= f.queued_kinds:
+            task = f.queued  # join the read that starts when the running one ends
+        elif (f.current is not None and not f.current.done()) or (
+            time.monotonic() - f.started < READ_GAP
+        ):
+            task = asyncio.create_task(self._read_after(f.current, f, learner_id, wanted))
+            if f.queued is None or f.queued.done():
+                f.queued, f.queued_kinds = task, wanted
+        else:
+            task = asyncio.create_task(self._read(learner_id, wanted))
+            f.current, f.started = task, time.monotonic()
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
+
+    async def _read_after(
+        self,
+        previous: asyncio.Task[Snapshot] | None,
+        f: _Flights,
+        learner_id: str,
+        kinds: frozenset[str],
+    ) -> Snapshot:
+        if previous is not None:
+            await asyncio.wait([previous])
+        # A burst of clicks: callers keep joining this read until it starts.
+        await asyncio.sleep(max(0.0, f.started + READ_GAP - time.monotonic()))
+        me = asyncio.current_task()
+        if f.queued is me:
+            f.queued = None
+        f.current, f.started = me, time.monotonic()  # type: ignore[assignment]
+        return await self._read(learner_id, kinds)
+
+    async def _read(self, learner_id: str, kinds: frozenset[str]) -> Snapshot:
         if self.on_use is not None:
             await self.on_use(learner_id)  # type: ignore[operator]
         reader = await self.reader(learner_id)
+        self.reads += 1
         snap = await reader.read_async(kinds, self.timeout, self.pool)
-        self._readers[learner_id].last = snap
+        cached = self._readers.get(learner_id)
+        if cached is not None and cached.reader is reader:
+            cached.last = snap
+            self._versions.setdefault(learner_id, {}).update(snap.versions)
         return snap
 
-    async def wait_for_change(self, learner_id: str, timeout: float) -> bool:
-        """Block until the kinds of the learner's last snapshot change (watch), or timeout."""
+    async def wait_for_change(
+        self, learner_id: str, timeout: float, kinds: set[str] | None = None
+    ) -> bool:
+        """Block until a kind read for this learner changes (watch), or ``timeout``.
+
+        The watch outlives the call: the next call resumes it, so waiting again costs no
+        request, and changes that arrive between calls are not lost (the next call returns at
+        once). True at once when ``kinds`` (e.g. the open task's) includes one never read: a
+        read is due first. Cancelling the wait stops the watch (:meth:`unwatch`)."""
         cached = self._readers.get(learner_id)
-        if cached is None or cached.last is None:
+        versions = self._versions.get(learner_id, {})
+        if cached is None or cached.last is None or not versions:
             await asyncio.sleep(min(timeout, 2.0))
             return True
-        notifier = cached.reader.watch_changes(cached.last, loop=asyncio.get_running_loop())
+        if kinds is not None and not set(kinds) <= set(versions):
+            return True
+        watched = frozenset(versions) - NOT_WATCHED
+        w = self._watches.get(learner_id)
+        if w is None or w.reader is not cached.reader or w.kinds != watched:
+            self.unwatch(learner_id)
+            notifier = ChangeNotifier(
+                cached.reader, dict(versions), loop=asyncio.get_running_loop(), window=WATCH_WINDOW
+            )
+            notifier.start()
+            w = self._watches[learner_id] = _Watch(notifier, cached.reader, watched)
         try:
-            return await notifier.wait(timeout)
-        finally:
-            notifier.stop()
+            return await w.notifier.wait(timeout)
+        except asyncio.CancelledError:
+            self.unwatch(learner_id)
+            raise
+
+    def unwatch(self, learner_id: str) -> None:
+        """Stop the learner's watch (the learner left the task, went idle or the bot stops)."""
+        w = self._watches.pop(learner_id, None)
+        if w is not None:
+            w.notifier.stop()
 
     # --- the Cluster port ---------------------------------------------------------------
 
@@ -191,6 +291,13 @@ class ClusterService:
         if isinstance(self.backend, KubeconfigBackend):
             return NO_CLUSTER.format(reason=str(exc).splitlines()[0][:200])
         return f"Your station cluster is not answering right now ({str(exc).splitlines()[0][:200]}). Try again in a minute."
+
+
+def _retrieve(task: asyncio.Task[Snapshot]) -> None:
+    """A shared read's error reaches its callers; this only keeps asyncio from warning when
+    every caller was cancelled before it ended."""
+    if not task.cancelled():
+        task.exception()
 
 
 def connect_local(

@@ -5,8 +5,9 @@ Discord transport → engine → actions and commands. Loops: ``engine.tick()`` 
 (idle members drop out of a crew's count), ``manager.tick()`` every minute (pause, warn,
 delete, refill), an outbox flush (``engine.deliver_all()``) after every gateway (re)connect
 and every minute in case Discord was down, and one change-watcher per learner on an open task
-(a watch on their cluster, then ``engine.cluster_changed``). ``close`` stops the loops, waits
-for work in flight, then closes the gateway and the store: the outbox keeps anything unsent.
+(a long-lived watch on their cluster; ``engine.cluster_changed`` only when it reports a
+change). ``close`` stops the loops, waits for work in flight, then closes the gateway and the
+store: the outbox keeps anything unsent.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from bot.transports.discord.commands import KeplerCommands
 from bot.transports.discord.secrets import SecretBox
 from bot.transports.discord.transport import DiscordTransport, user_id_of
 from bot.transports.discord.webhooks import WebhookPool
+from sandbox.objectives import kinds_for
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +159,24 @@ class App:
     async def _watcher(self, learner: str) -> None:
         while True:
             try:
-                await self.service.wait_for_change(learner, WATCH_WINDOW)
-                await self.engine.cluster_changed(learner)
+                # Re-check only on a change (or when the open task needs a kind never read):
+                # an idle learner costs the watch alone, no re-reads.
+                kinds = await self._task_kinds(learner)
+                if await self.service.wait_for_change(learner, WATCH_WINDOW, kinds):
+                    await self.engine.cluster_changed(learner)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.debug("watcher failed", exc_info=True)
                 await asyncio.sleep(WATCH_WINDOW)
+
+    async def _task_kinds(self, learner: str) -> set[str]:
+        kinds: set[str] = set()
+        for mission in await self.store.missions_of(learner):
+            beat = self.course.beat_at(mission.chapter, mission.beat)
+            if mission.state == "running" and isinstance(beat, TaskBeat):
+                kinds |= kinds_for(beat.objectives)
+        return kinds
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         while True:
