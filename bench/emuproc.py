@@ -36,7 +36,14 @@ def _key(o: Obj, cluster_scoped: set[str]) -> tuple[str, str, str]:
 
 
 def serve(conn: Connection, bookmark_interval: float = 60.0) -> None:
-    """Child process entry point: run the emulator and answer commands until ``stop``."""
+    """Child process entry point: run the emulator and answer commands until ``stop``.
+
+    It runs at ``nice 10``: on a small machine the emulator's thousands of threads (one per
+    open connection) would otherwise take the bot's CPU; real learners' clusters run
+    elsewhere. Its slowness then shows as API latency, as a loaded control plane's would."""
+    import os
+
+    os.nice(10)
     from tests.emulator import KubeEmulator
     from tests.emulator.server import BY_KIND
 

@@ -172,7 +172,8 @@ def threads() -> int:
 # --- the run -----------------------------------------------------------------------------------
 
 
-async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float) -> dict:
+async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float,
+              settle_s: float = 20.0) -> dict:
     from tests.course_states import states
     from tests.discord.world import World
     from tests.fakes import CannedVoice
@@ -286,7 +287,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                 break
             await asyncio.sleep(0.5)
         warm_s = time.monotonic() - t_warm
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(settle_s)  # watches open after the first checks: let them
         early = [lid for lid in learners if lid in recorder.unlocked_at]
 
         # --- idle phase: everyone on a task, nothing changes ---
@@ -448,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle-seconds", type=float, default=60.0)
     p.add_argument("--explicit", type=float, default=0.3,
                    help="share of changes followed by a /check click")  # fmt: skip
+    p.add_argument("--settle-seconds", type=float, default=20.0,
+                   help="after the first checks, before the idle phase is measured")  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
@@ -457,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     began = time.monotonic()
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
-                          args.explicit))  # fmt: skip
+                          args.explicit, args.settle_seconds))  # fmt: skip
     out["machine"] = machine()
     out["wall_s"] = round(time.monotonic() - began, 1)
     width = max(map(len, out))

@@ -1,0 +1,54 @@
+"""Markdown table from ``bench/load.py --json`` files: ``uv run python bench/table.py A.json ...``"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROWS = [
+    ("learners", "learners", "{:d}"),
+    ("unlocks in the active phase (missed: no unlock within 30 s)", None, None),
+    ("unlock latency p50 / p95 / p99 (s)", None, None),
+    ("event-loop lag p99 / max, active (s)", None, None),
+    ("time to `defer` of /check, max (s)", "ack_max", "{:.3f}"),
+    ("k8s requests / learner-minute, idle (worst learner)", None, None),
+    ("k8s requests / learner-minute, active (of which watches)", None, None),
+    ("RSS per learner, idle / active (KiB)", None, None),
+    ("threads in the bot process, active", "threads_active", "{:d}"),
+    ("CPU per check (ms) / share of one core, active", None, None),
+    ("store rows written / s, busiest second", "store_rows_per_s_peak", "{:d}"),
+]
+
+
+def cell(d: dict, label: str, key: str | None, fmt: str | None) -> str:
+    if key:
+        return fmt.format(d[key])  # type: ignore[union-attr]
+    if label.startswith("unlocks"):
+        return f"{d['unlocks']} ({d['missed_unlocks']})"
+    if label.startswith("unlock latency"):
+        return f"{d['unlock_p50']:.2f} / {d['unlock_p95']:.2f} / {d['unlock_p99']:.2f}"
+    if label.startswith("event-loop"):
+        return f"{d['lag_p99']:.3f} / {d['lag_max']:.2f}"
+    if "idle (worst" in label:
+        return f"{d['idle_req_per_learner_min']:.2f} ({d['idle_worst_learner_req_min']:.1f})"
+    if "active (of which" in label:
+        return f"{d['active_req_per_learner_min']:.1f} ({d['active_watch_req_per_learner_min']:.1f})"
+    if label.startswith("RSS"):
+        return f"{d['rss_per_learner_kib_idle']:.0f} / {d['rss_per_learner_kib_active']:.0f}"
+    if label.startswith("CPU"):
+        return f"{d['cpu_ms_per_check']:.1f} / {d['cpu_share_of_core']:.2f}"
+    return ""
+
+
+def main(paths: list[str]) -> None:
+    data = [json.loads(Path(p).read_text()) for p in paths]
+    names = [Path(p).stem for p in paths]
+    print("| | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for label, key, fmt in ROWS:
+        print(f"| {label} | " + " | ".join(cell(d, label, key, fmt) for d in data) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
