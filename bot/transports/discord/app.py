@@ -55,6 +55,7 @@ class App:
         backend: Any = None,
         service: Any = None,
         clock: Callable[[], float] = time.time,
+        observe: Callable[..., None] | None = None,
     ):
         self.bot = bot
         self.store = store
@@ -64,7 +65,8 @@ class App:
         self.webhooks = WebhookPool(bot, store, SecretBox(secret_key))
         self.transport = DiscordTransport(bot, store, course, self.webhooks)
         self.engine = Engine(
-            course, store, cluster, voice, self.transport, idle_after=idle_after, clock=clock
+            course, store, cluster, voice, self.transport, idle_after=idle_after, clock=clock,
+            observe=observe,
         )
         self.actions = Actions(
             self.engine, store, course, manager=manager, backend=backend, spawn=self.spawn
@@ -193,6 +195,9 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     """The real composition for ``kepler serve`` (resources registered on ``stack``)."""
     from bot.commands.sandbox import build_backend, policy_from_env
     from bot.content.course import load_course
+    from bot.ops.health import discord_gateway_check
+    from bot.ops.metrics import MeteredUsageStore
+    from bot.ops.runtime import start_ops
     from bot.store.sqlite import SQLiteStore
     from bot.voice import BudgetLimits, build_voice
     from sandbox.backends.kubeconfig import KubeconfigBackend
@@ -215,11 +220,18 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
             await user.send(text, allowed_mentions=discord.AllowedMentions.none())
 
     manager = SandboxManager(backend, store, policy=policy_from_env(), notify=notify)
-    service = ClusterService(backend, timeout=settings.float("check_timeout"), on_use=manager.touch)
+    host = getattr(backend, "kube", None)
+    ops = await start_ops(settings, store, host_api=host.api if host else None, manager=manager)
+    stack.push_async_callback(ops.stop)  # before the store closes (the stack unwinds LIFO)
+    ops.health.register("gateway", discord_gateway_check(bot))
+    service = ClusterService(
+        backend, timeout=settings.float("check_timeout"), on_use=manager.touch,
+        instrument=ops.metrics.instrument_client,
+    )
     voice = build_voice(
         api_key=settings.anthropic_api_key or None,
         model=settings.model,
-        store=store,
+        store=MeteredUsageStore(store, ops.metrics),
         cluster_provider=service.client_for,
         limits=BudgetLimits(
             learner_daily_tokens=settings.int("voice_daily_tokens"),
@@ -230,7 +242,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     app = App(
         bot=bot, store=store, course=course, cluster=service, voice=voice,
         secret_key=settings.secret_key, idle_after=settings.float("idle_minutes") * 60,
-        manager=manager, backend=backend, service=service,
+        manager=manager, backend=backend, service=service, observe=ops.metrics.observe,
     )  # fmt: skip
     holder["app"] = app
     with contextlib.suppress(Exception):
