@@ -330,27 +330,10 @@ class MeteredUsageStore:
         self._metrics = metrics
 
     async def add_voice_usage(
-        self,
-        day: str,
-        learner_id: str,
-        guild: str | None,
-        *,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cache_read_tokens: int = 0,
-        cache_creation_tokens: int = 0,
-        requests: int = 1,
+        self, day: str, learner_id: str, guild: str | None, **usage: int
     ) -> None:
-        await self._inner.add_voice_usage(
-            day, learner_id, guild, input_tokens=input_tokens, output_tokens=output_tokens,
-            cache_read_tokens=cache_read_tokens, cache_creation_tokens=cache_creation_tokens,
-            requests=requests,
-        )  # fmt: skip
-        self._metrics.llm_usage(
-            input_tokens=input_tokens, output_tokens=output_tokens,
-            cache_read_tokens=cache_read_tokens, cache_creation_tokens=cache_creation_tokens,
-            requests=requests,
-        )  # fmt: skip
+        await self._inner.add_voice_usage(day, learner_id, guild, **usage)
+        self._metrics.llm_usage(**usage)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -15,26 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
+from bot.store.base import Store
+
 Exhausted = Literal["rate", "learner", "guild"]
 
 
 class UsageStore(Protocol):
-    async def add_voice_usage(
-        self,
-        day: str,
-        learner_id: str,
-        guild: str | None,
-        *,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cache_read_tokens: int = 0,
-        cache_creation_tokens: int = 0,
-        requests: int = 1,
-    ) -> None: ...
+    """The part of :class:`bot.store.base.Store` a budget uses."""
 
-    async def voice_usage(
-        self, day: str, *, learner_id: str | None = None, guild: str | None = None
-    ) -> dict[str, int]: ...
+    add_voice_usage = Store.add_voice_usage
+    voice_usage = Store.voice_usage
 
 
 @dataclass(frozen=True)
