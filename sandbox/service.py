@@ -12,10 +12,12 @@ began waits for one follow-up read, shared by every request that comes before it
 it still sees everything its callers did before asking). Fifty ``/check`` clicks in a second
 cost two or three reads, not fifty; a lone check is not delayed.
 
-Change notices are one long-lived :class:`ChangeNotifier` per watching learner, kept across
-waits and resumed from the last resourceVersion seen, with a server-side window of
-:data:`WATCH_WINDOW` seconds: an idle learner costs one watch request per watched kind per
-window (at most seven kinds in the course: 0.7 requests a minute) and no re-reads.
+Change notices are one long-lived :class:`~sandbox.watch.AsyncChangeNotifier` per watching
+learner, kept across waits and resumed from the last resourceVersion seen, with a server-side
+window of :data:`WATCH_WINDOW` seconds: an idle learner costs one watch request per watched
+kind per window (at most seven kinds in the course: 0.7 requests a minute) and no re-reads.
+The watches are asyncio tasks sharing one ``aiohttp`` session per service (no thread per
+stream); the session closes when the last watch stops or on :meth:`ClusterService.aclose`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from sandbox.backends.base import SandboxBackend, SandboxError
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.errors import ClusterError
 from sandbox.objectives import EvalContext, ObjectiveSpec, Snapshot, evaluate_all, kinds_for
-from sandbox.snapshot import NOT_WATCHED, ChangeNotifier, ClusterReader, ReadPool, default_pool
+from sandbox.snapshot import NOT_WATCHED, ClusterReader, ReadPool, default_pool
+from sandbox.watch import AsyncChangeNotifier, WatchSession
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ class _Flights:
 
 @dataclass
 class _Watch:
-    notifier: ChangeNotifier
+    notifier: AsyncChangeNotifier
     reader: ClusterReader
     kinds: frozenset[str]
 
@@ -99,6 +102,7 @@ class ClusterService:
         self._flights: dict[str, _Flights] = {}
         self._versions: dict[str, dict[str, str]] = {}  # learner -> kind -> last list version
         self._watches: dict[str, _Watch] = {}
+        self._session = WatchSession()  # every learner's watch streams
         self.reads = 0  # cluster reads actually made (after coalescing)
 
     # --- readers ------------------------------------------------------------------------
@@ -198,8 +202,8 @@ class ClusterService:
         w = self._watches.get(learner_id)
         if w is None or w.reader is not cached.reader or w.kinds != watched:
             self.unwatch(learner_id)
-            notifier = ChangeNotifier(
-                cached.reader, dict(versions), loop=asyncio.get_running_loop(), window=WATCH_WINDOW
+            notifier = AsyncChangeNotifier(
+                cached.reader, dict(versions), session=self._session, window=WATCH_WINDOW
             )
             notifier.start()
             w = self._watches[learner_id] = _Watch(notifier, cached.reader, watched)
@@ -214,6 +218,14 @@ class ClusterService:
         w = self._watches.pop(learner_id, None)
         if w is not None:
             w.notifier.stop()
+            if not self._watches:
+                self._session.close()  # nobody waits: no idle session left behind
+
+    async def aclose(self) -> None:
+        """Stop every watch and close the watch session (the bot stops)."""
+        watches, self._watches = list(self._watches.values()), {}
+        await asyncio.gather(*(w.notifier.aclose() for w in watches), return_exceptions=True)
+        await self._session.aclose()
 
     # --- the Cluster port ---------------------------------------------------------------
 

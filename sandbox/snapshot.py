@@ -11,46 +11,47 @@ Reads
     worker, still bounded by their own timeout).
 
 Change notices: why watches and not polling
-    The product wants an unlock within 2 s of the learner's change and about one request a
-    minute for an idle learner. Polling cannot do both: every 2 s is 30 requests a minute. A
-    cheap poll (``LIST ?limit=1`` comparing the list's ``metadata.resourceVersion``) is also
-    wrong on a real cluster: an unpaginated list's resourceVersion is etcd's *global* revision,
-    which moves every few seconds (node leases, events) even when nothing the learner touches
-    changed. So :class:`ChangeNotifier` holds one watch per needed kind (``Event`` excluded:
-    it changes as a consequence of everything) starting at the snapshot's own list
-    resourceVersion, so nothing between the read and the watch is missed. It asks for
-    bookmarks and a server-side ``timeoutSeconds`` of about a minute and resumes from the last
-    seen resourceVersion, so an idle learner costs one request per watched kind per minute and
-    no re-list. A change arrives in well under a second. On ``410 Expired`` it sets the event
-    (conservative: re-check) and restarts from a fresh ``LIST ?limit=1``.
+    The product wants an unlock within 2 s of the learner's change and very few requests for
+    an idle learner. Polling cannot do both: every 2 s is 30 requests a minute. A cheap poll
+    (``LIST ?limit=1`` comparing the list's ``metadata.resourceVersion``) is also wrong on a
+    real cluster: an unpaginated list's resourceVersion is etcd's *global* revision, which
+    moves every few seconds (node leases, events) even when nothing the learner touches
+    changed. So :class:`sandbox.watch.AsyncChangeNotifier` holds one watch per needed kind
+    (``Event`` excluded: it changes as a consequence of everything) starting at the
+    snapshot's own list resourceVersion, so nothing between the read and the watch is missed.
+    It asks for bookmarks and a server-side ``timeoutSeconds`` of the watch window (600 s in
+    :mod:`sandbox.service`) and resumes from the last seen resourceVersion, so an idle learner
+    costs one request per watched kind per 10 minutes and no re-list. A change arrives in
+    well under a second. On ``410 Expired`` it sets the event (conservative: re-check) and
+    restarts from a fresh ``LIST ?limit=1``.
 
-    Cost: a watch blocks a thread (the client is synchronous), so watches run in their own
-    daemon threads, not in the read pool — one per watched kind per learner who is waiting on
-    a task. Learners not on a task need no notifier.
+    Cost: watches are asyncio tasks on aiohttp (one shared session), not threads: a thousand
+    learners' streams add no thread to the bot process and no GIL contention with the event
+    loop. Learners not on a task need no notifier.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
-import random
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import urllib3
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
-from kubernetes.watch.watch import iter_resp_lines
 
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
 from sandbox.objectives import Snapshot
+
+if TYPE_CHECKING:
+    from sandbox.watch import AsyncChangeNotifier, WatchSession
 
 
 @dataclass(frozen=True)
@@ -237,10 +238,13 @@ class ClusterReader:
         except TimeoutError:
             raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s") from None
 
-    def watch_changes(self, since: Snapshot, loop: asyncio.AbstractEventLoop | None = None,
-                      window: float = 55.0) -> ChangeNotifier:
-        """Start a :class:`ChangeNotifier` for the kinds in ``since`` (from their versions)."""
-        n = ChangeNotifier(self, since.versions, loop=loop, window=window)
+    def watch_changes(self, since: Snapshot, window: float = 600.0,
+                      session: WatchSession | None = None) -> AsyncChangeNotifier:
+        """Start an :class:`~sandbox.watch.AsyncChangeNotifier` for the kinds in ``since``
+        (from their versions); call from the event loop."""
+        from sandbox.watch import AsyncChangeNotifier
+
+        n = AsyncChangeNotifier(self, since.versions, session=session, window=window)
         n.start()
         return n
 
@@ -273,97 +277,3 @@ def _status_error(resp: Any, what: str) -> ClusterError:
     if code == 504:
         return ClusterTimeout(f"{what}: {code} {reason}")
     return ClusterError(f"{what}: {code} {reason}")
-
-
-# --- change notices --------------------------------------------------------------------------
-
-
-class ChangeNotifier:
-    """Sets :attr:`changed` (an ``asyncio.Event``) when any watched kind changes.
-
-    One watch per kind in ``versions`` (except :data:`NOT_WATCHED`), each in its own daemon
-    thread, resuming from the last resourceVersion seen; a server timeout of ``window``
-    seconds (jittered) bounds an idle learner to one request per kind per window.
-    """
-
-    def __init__(self, reader: ClusterReader, versions: Mapping[str, str],
-                 loop: asyncio.AbstractEventLoop | None = None, window: float = 55.0):
-        self.reader = reader
-        self.versions = {k: v for k, v in versions.items() if k not in NOT_WATCHED}
-        self.loop = loop or asyncio.get_event_loop()
-        self.window = window
-        self.changed = asyncio.Event()
-        self.changes = 0
-        self.last_error: ClusterError | None = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._responses: dict[str, Any] = {}
-
-    def start(self) -> None:
-        for kind, rv in self.versions.items():
-            t = threading.Thread(target=self._run, args=(kind, rv), daemon=True,
-                                 name=f"watch-{kind}")
-            t.start()
-            self._threads.append(t)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for resp in list(self._responses.values()):
-            with contextlib.suppress(Exception):
-                resp.shutdown()  # unblocks the reading thread
-
-    async def wait(self, timeout: float | None = None) -> bool:
-        """True when a change arrived (the flag is then cleared); False on timeout."""
-        try:
-            await asyncio.wait_for(self.changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        self.changed.clear()
-        return True
-
-    def _fire(self) -> None:
-        self.changes += 1
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.changed.set)
-
-    def _run(self, kind: str, rv: str) -> None:
-        ref = KINDS[kind]
-        failures = 0
-        while not self._stop.is_set():
-            window = max(1, round(self.window * random.uniform(0.9, 1.0)))
-            query = {"watch": "true", "allowWatchBookmarks": "true",
-                     "timeoutSeconds": str(window)}
-            if rv:
-                query["resourceVersion"] = rv
-            try:
-                resp = self.reader._request(ref.path, query, (10.0, window + 15.0))
-                self._responses[kind] = resp
-                expired = False
-                for line in iter_resp_lines(resp):
-                    if self._stop.is_set():
-                        break
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    if event.get("type") == "ERROR":
-                        expired = obj.get("code") == 410
-                        break
-                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                    if event.get("type") != "BOOKMARK":
-                        self._fire()
-                failures = 0
-                if expired:
-                    self._fire()  # we may have missed something: re-check
-                    listed = self.reader.list(kind, 10.0, limit=1)
-                    rv = str((listed.get("metadata") or {}).get("resourceVersion", ""))
-            except ClusterError as exc:
-                self.last_error = exc
-                failures += 1
-                self._stop.wait(min(30.0, 0.5 * 2 ** failures))
-            except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-                if self._stop.is_set():
-                    break
-                self.last_error = ClusterUnreachable(f"watch {kind}: {type(exc).__name__}")
-                failures += 1
-                self._stop.wait(min(30.0, 0.5 * 2 ** failures))
-            finally:
-                self._responses.pop(kind, None)

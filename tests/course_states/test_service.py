@@ -4,6 +4,7 @@ economy, failures as results, isolation between learners, measure, apply, change
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -187,4 +188,7 @@ async def test_wait_for_change_returns_promptly(emu: KubeEmulator) -> None:
     assert await asyncio.wait_for(waiter, 5.0) is True
     latency = time.perf_counter() - changed_at
     assert latency < 2.0, f"noticed after {latency:.2f} s"
-    svc.forget(cluster)
+    assert not [t for t in threading.enumerate() if t.name.startswith("watch-")]  # tasks
+    svc.forget(cluster)  # the last watch: the shared aiohttp session closes too
+    await svc.aclose()
+    assert svc._session._session is None

@@ -1,0 +1,312 @@
+"""Change notices as asyncio tasks: Kubernetes watches over aiohttp, no thread per stream.
+
+:class:`AsyncChangeNotifier` holds one watch per needed kind (``Event`` excluded) for one
+learner's cluster, each an asyncio task on the bot's event loop reading the API server's
+JSON lines through a shared :class:`WatchSession` (one ``aiohttp.ClientSession``, no
+connection limit). It asks for ``GET <collection>?watch=1&allowWatchBookmarks=true&
+resourceVersion=<rv>&timeoutSeconds=<window>`` starting at the snapshot's own list
+resourceVersion (nothing between the read and the watch is missed), sets
+:attr:`AsyncChangeNotifier.changed` on ``ADDED``/``MODIFIED``/``DELETED``, records
+``BOOKMARK`` versions, and resumes from the last version when the server ends the stream, so
+an idle learner costs one request per watched kind per window and no re-list. On
+``410 Expired`` (an ``ERROR`` event or the status) it sets the event (conservative: re-check)
+and restarts from a fresh ``LIST ?limit=1`` through the same session.
+
+Credentials come from the learner's ``kubernetes.client.Configuration`` (host, bearer token
+via ``auth_settings()``, CA file, client certificate, ``verify_ssl``); tokens are sent only in
+the ``Authorization`` header and never logged or put in an error text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import ssl
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from kubernetes import client
+
+from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
+from sandbox.snapshot import KINDS, NOT_WATCHED, ClusterReader
+
+CONNECT_TIMEOUT = 10.0
+MAX_LINE = 64 * 1024 * 1024  # one watch event; far above any sane object
+
+
+# --- TLS and auth from a client Configuration -------------------------------------------
+
+
+_contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
+
+
+def ssl_context(cfg: client.Configuration) -> ssl.SSLContext | None:
+    """The TLS context for ``cfg`` (``None`` for plain HTTP); cached by its inputs."""
+    if not str(cfg.host or "").startswith("https"):
+        return None
+    key = (bool(cfg.verify_ssl), cfg.ssl_ca_cert, cfg.cert_file, cfg.key_file,
+           getattr(cfg, "assert_hostname", None))
+    ctx = _contexts.get(key)
+    if ctx is not None:
+        return ctx
+    try:
+        if cfg.verify_ssl:
+            ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+            if getattr(cfg, "assert_hostname", None) is False:
+                ctx.check_hostname = False
+        else:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if cfg.cert_file:
+            ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ClusterError(f"TLS settings unusable ({type(exc).__name__})") from None
+    if len(_contexts) >= 1024:
+        _contexts.clear()
+    _contexts[key] = ctx
+    return ctx
+
+
+def auth_headers(cfg: client.Configuration) -> dict[str, str]:
+    """``Accept`` plus the bearer token header, as the official client would send it."""
+    headers = {"Accept": "application/json"}
+    for setting in cfg.auth_settings().values():
+        if setting.get("in") == "header" and setting.get("value"):
+            headers[str(setting["key"])] = str(setting["value"])
+    return headers
+
+
+# --- the shared session ------------------------------------------------------------------
+
+
+class WatchSession:
+    """One ``aiohttp.ClientSession`` for many learners' watches (made on first use in the
+    running loop, made again if that loop changed or it was closed)."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def get(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self.close()
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                                  trust_env=False)
+            self._loop = loop
+        return self._session
+
+    def close(self) -> None:
+        """Close soon (from sync code); :meth:`aclose` to wait for it."""
+        session, loop, self._session, self._loop = self._session, self._loop, None, None
+        if session is None or session.closed:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and running is loop:
+            task = running.create_task(session.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        elif loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
+
+    async def aclose(self) -> None:
+        session, self._session, self._loop = self._session, None, None
+        if session is not None and not session.closed:
+            await session.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+# --- the notifier ------------------------------------------------------------------------
+
+
+class AsyncChangeNotifier:
+    """Sets :attr:`changed` (an ``asyncio.Event``) when any watched kind changes.
+
+    One asyncio task per kind in ``versions`` (except :data:`NOT_WATCHED`), resuming from the
+    last resourceVersion seen; a server timeout of ``window`` seconds (jittered) bounds an idle
+    learner to one request per kind per window. Without a ``session`` it makes (and on
+    :meth:`stop` closes) its own.
+    """
+
+    def __init__(self, reader: ClusterReader, versions: Mapping[str, str],
+                 session: WatchSession | None = None, window: float = 600.0):
+        self.reader = reader
+        self.versions = {k: v for k, v in versions.items() if k not in NOT_WATCHED}
+        self.window = window
+        self.changed = asyncio.Event()
+        self.changes = 0
+        self.requests = 0
+        self.last_error: ClusterError | None = None
+        self._own_session = session is None
+        self.session = session or WatchSession()
+        self._tasks: list[asyncio.Task[None]] = []
+        cfg = reader.api.configuration
+        self._base = str(cfg.host or "").rstrip("/")
+
+    def start(self) -> None:
+        """Start the watches (call from the event loop)."""
+        loop = asyncio.get_running_loop()
+        for kind, rv in self.versions.items():
+            self._tasks.append(loop.create_task(self._run(kind, rv), name=f"watch-{kind}"))
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        if self._own_session:
+            self.session.close()
+
+    async def aclose(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._own_session:
+            await self.session.aclose()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """True when a change arrived (the flag is then cleared); False on timeout."""
+        try:
+            await asyncio.wait_for(self.changed.wait(), timeout)
+        except TimeoutError:
+            return False
+        self.changed.clear()
+        return True
+
+    def _fire(self) -> None:
+        self.changes += 1
+        self.changed.set()
+
+    # -- requests --
+
+    async def _headers(self) -> dict[str, str]:
+        cfg = self.reader.api.configuration
+        if cfg.refresh_api_key_hook is not None:  # may run an exec plugin: not on the loop
+            return await asyncio.to_thread(auth_headers, cfg)
+        return auth_headers(cfg)
+
+    async def _get(self, path: str, query: dict[str, str], read_timeout: float
+                   ) -> aiohttp.ClientResponse:
+        """Send a GET; the caller reads and releases the response."""
+        cfg = self.reader.api.configuration
+        tls = ssl_context(cfg)
+        self.requests += 1
+        return await self.session.get().get(
+            f"{self._base}{path}", params=query, headers=await self._headers(),
+            ssl=tls if tls is not None else True, allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
+                                          sock_connect=CONNECT_TIMEOUT,
+                                          sock_read=read_timeout))
+
+    async def _list_version(self, kind: str) -> str:
+        """A fresh resourceVersion for ``kind`` (``LIST ?limit=1``)."""
+        path = KINDS[kind].path
+        resp = await self._get(path, {"limit": "1"}, CONNECT_TIMEOUT)
+        async with resp:
+            if not 200 <= resp.status < 300:
+                raise await _status_error(resp, f"{self.reader.server}{path}")
+            try:
+                listed = json.loads(await resp.read())
+            except ValueError:
+                raise ClusterError(f"{self.reader.server}{path}: answer is not JSON") from None
+        return str(((listed or {}).get("metadata") or {}).get("resourceVersion", ""))
+
+    async def _stream(self, kind: str, rv: str, window: int) -> tuple[str, bool, int]:
+        """One watch request: (last resourceVersion, expired?, events read)."""
+        path = KINDS[kind].path
+        what = f"{self.reader.server}{path}"
+        query = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": str(window)}
+        if rv:
+            query["resourceVersion"] = rv
+        resp = await self._get(path, query, window + 15.0)
+        async with resp:
+            if resp.status == 410:
+                return rv, True, 0
+            if not 200 <= resp.status < 300:
+                raise await _status_error(resp, what)
+            seen = 0
+            buf = b""
+            async for chunk in resp.content.iter_any():
+                buf += chunk
+                if len(buf) > MAX_LINE:
+                    raise ClusterError(f"{what}: watch event too large")
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if not line.strip():
+                        continue
+                    seen += 1
+                    event = json.loads(line)
+                    obj = event.get("object") or {}
+                    kind_ = event.get("type")
+                    if kind_ == "ERROR":
+                        if obj.get("code") == 410:
+                            return rv, True, seen
+                        raise ClusterError(f"{what}: watch error {obj.get('code')} "
+                                           f"{obj.get('reason') or ''}".rstrip())
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if kind_ != "BOOKMARK":
+                        self._fire()
+            return rv, False, seen
+
+    async def _run(self, kind: str, rv: str) -> None:
+        failures = 0
+        while True:
+            window = max(1, round(self.window * random.uniform(0.9, 1.0)))
+            started = time.monotonic()
+            try:
+                rv, expired, seen = await self._stream(kind, rv, window)
+                if expired:
+                    self._fire()  # we may have missed something: re-check
+                    rv = await self._list_version(kind)
+                    failures = 0
+                elif seen == 0 and time.monotonic() - started < min(1.0, window / 2):
+                    failures += 1  # ended at once with nothing: do not spin
+                    await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
+                else:
+                    failures = 0
+            except ClusterError as exc:
+                self.last_error = exc
+                failures += 1
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                self.last_error = _map_aiohttp(exc, f"{self.reader.server}{KINDS[kind].path}")
+                failures += 1
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
+
+
+async def _status_error(resp: aiohttp.ClientResponse, what: str) -> ClusterError:
+    code = resp.status
+    try:
+        status = json.loads(await resp.read() or b"{}")
+        reason = status.get("reason") or resp.reason
+    except (ValueError, AttributeError, aiohttp.ClientError, TimeoutError):
+        reason = resp.reason
+    if code in (401, 403):
+        return ClusterForbidden(f"{what}: {code} {reason}")
+    if code == 504:
+        return ClusterTimeout(f"{what}: {code} {reason}")
+    return ClusterError(f"{what}: {code} {reason}")
+
+
+def _map_aiohttp(exc: BaseException, what: str) -> ClusterError:
+    if isinstance(exc, TimeoutError):
+        return ClusterTimeout(f"{what}: watch timed out")
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return ClusterUnreachable(f"{what}: TLS error (certificate or protocol)")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ClusterUnreachable(f"{what}: connection refused or host unknown")
+    if isinstance(exc, ValueError):
+        return ClusterError(f"{what}: watch answer is not JSON")
+    return ClusterUnreachable(f"{what}: connection failed ({type(exc).__name__})")

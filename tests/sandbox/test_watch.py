@@ -1,0 +1,110 @@
+"""AsyncChangeNotifier over the emulator: 410 Expired, TLS with a bearer token, no threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from sandbox.errors import ClusterForbidden
+from sandbox.snapshot import KINDS, ClusterReader
+from sandbox.watch import AsyncChangeNotifier, WatchSession, auth_headers
+from tests.emulator import KubeEmulator
+from tests.emulator import objects as ob
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[KubeEmulator]:
+    with KubeEmulator() as e:
+        yield e
+
+
+_n = iter(range(10**6))
+
+
+@pytest.fixture
+def name(emu: KubeEmulator) -> str:
+    n = f"w{next(_n)}"
+    d = ob.deployment("web", "ops", replicas=1)
+    emu.add_cluster(n).put(ob.namespace("ops"), ob.node("n1"), d)
+    return n
+
+
+def _probes(emu: KubeEmulator, name: str, kind: str) -> int:
+    c = emu[name]
+    with c.lock:
+        return sum(1 for r in c.requests
+                   if r.path == KINDS[kind].path and r.query.get("limit") == "1")
+
+
+@pytest.mark.parametrize("how", ["error-event", "status"])
+async def test_expired_watch_fires_and_resumes_from_a_fresh_list(
+        emu: KubeEmulator, name: str, how: str) -> None:
+    c = emu[name]
+    r = ClusterReader.from_configuration(emu.configuration(name))
+    snap = r.read({"Deployment"}, 5)
+    if how == "error-event":  # history compacted past the snapshot: an ERROR 410 in the stream
+        c.HISTORY = 3  # type: ignore[misc]
+        for i in range(6):
+            c.put(ob.config_map(f"noise-{i}", "ops"))  # a kind not watched
+    else:  # the watch request itself answered 410 Gone/Expired
+        c.fail(410, "GET", KINDS["Deployment"].path + "$", times=1)
+    c.clear_requests()
+    notifier = r.watch_changes(snap, window=5.0)
+    try:
+        assert await notifier.wait(2.0)  # conservative: re-check after 410
+        for _ in range(40):
+            if _probes(emu, name, "Deployment") and c.count(watch=True) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert _probes(emu, name, "Deployment") == 1  # one fresh LIST ?limit=1
+        assert c.count(watch=True) >= 2  # ... then watching again from its version
+        assert not await notifier.wait(0.5)  # quiet once resumed
+        c.put(ob.deployment("api", "ops"))
+        assert await notifier.wait(2.0)  # and still sees changes
+        assert notifier.last_error is None
+    finally:
+        await notifier.aclose()
+
+
+async def test_tls_with_a_bearer_token_from_a_kubeconfig(emu: KubeEmulator, name: str) -> None:
+    c = emu[name]
+    r = ClusterReader.from_kubeconfig(emu.kubeconfig_dict(name))
+    assert r.server.startswith("https://")
+    assert r.api.configuration.ssl_ca_cert  # the kubeconfig's inline CA, as a file
+    assert auth_headers(r.api.configuration)["authorization"] == f"Bearer {c.token}"
+    snap = r.read({"Pod", "Deployment"}, 5)
+    session = WatchSession()
+    before = set(threading.enumerate())
+    c.clear_requests()
+    notifier = r.watch_changes(snap, window=5.0, session=session)
+    try:
+        assert not await notifier.wait(0.5)
+        assert c.count(watch=True) == 2  # both kinds watched, authenticated over TLS
+        new = {t.name for t in set(threading.enumerate()) - before}
+        # no thread per stream (the emulator serves each connection in a thread of its own;
+        # the loop's resolver may use its default executor)
+        assert all("process_request" in t or t.startswith("asyncio_") for t in new), new
+        c.put(ob.config_map("cfg", "ops"), ob.pod("new", "ops", {"app": "web"}))
+        assert await notifier.wait(2.0)
+        assert notifier.last_error is None
+    finally:
+        await notifier.aclose()
+        await session.aclose()
+
+
+async def test_a_wrong_token_is_forbidden_and_never_echoed(emu: KubeEmulator, name: str) -> None:
+    secret = "not-the-token-0123456789"
+    r = ClusterReader.from_configuration(emu.configuration(name, token=secret, tls=True))
+    notifier = AsyncChangeNotifier(r, {"Deployment": str(emu[name].resource_version)},
+                                   window=5.0)
+    notifier.start()
+    try:
+        assert not await notifier.wait(0.8)
+        assert isinstance(notifier.last_error, ClusterForbidden)
+        assert secret not in str(notifier.last_error)
+        assert "401" in str(notifier.last_error)
+    finally:
+        await notifier.aclose()
