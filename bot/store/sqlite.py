@@ -47,7 +47,11 @@ class SQLiteStore:
 
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+        pending = aiosqlite.connect(self.path, isolation_level=None)
+        # aiosqlite's worker thread is not a daemon: a store someone forgot to close would keep
+        # the interpreter from exiting. Committed data is safe in the WAL either way.
+        pending._thread.daemon = True
+        self._conn = await pending
         self._conn.row_factory = aiosqlite.Row
         self._lock = asyncio.Lock()
         await self._conn.execute("PRAGMA journal_mode=WAL")
