@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,13 +13,6 @@ from sandbox.snapshot import KINDS, ClusterReader, ReadPool
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 from tests.sandbox.test_objectives import spec
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[KubeEmulator]:
-    with KubeEmulator() as e:
-        yield e
-
 
 _n = iter(range(10**6))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,13 +12,6 @@ from sandbox.snapshot import KINDS, ClusterReader
 from sandbox.watch import AsyncChangeNotifier, WatchSession, auth_headers
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[KubeEmulator]:
-    with KubeEmulator() as e:
-        yield e
-
 
 _n = iter(range(10**6))
 
