@@ -36,6 +36,7 @@ from sandbox.snapshot import KINDS, NOT_WATCHED, ClusterReader
 
 CONNECT_TIMEOUT = 10.0
 MAX_LINE = 64 * 1024 * 1024  # one watch event; far above any sane object
+HEADERS_TTL = 60.0  # seconds the auth headers are reused before asking the config again
 
 
 # --- TLS and auth from a client Configuration -------------------------------------------
@@ -152,6 +153,9 @@ class AsyncChangeNotifier:
         self._own_session = session is None
         self.session = session or WatchSession()
         self._tasks: list[asyncio.Task[None]] = []
+        self._auth: dict[str, str] | None = None
+        self._auth_at = 0.0
+        self._auth_lock = asyncio.Lock()
         cfg = reader.api.configuration
         self._base = str(cfg.host or "").rstrip("/")
 
@@ -192,10 +196,22 @@ class AsyncChangeNotifier:
     # -- requests --
 
     async def _headers(self) -> dict[str, str]:
-        cfg = self.reader.api.configuration
-        if cfg.refresh_api_key_hook is not None:  # may run an exec plugin: not on the loop
-            return await asyncio.to_thread(auth_headers, cfg)
-        return auth_headers(cfg)
+        """The request headers, worked out at most every :data:`HEADERS_TTL` seconds.
+
+        The kubeconfig loader installs a refresh hook for every token (it may run an exec
+        plugin), so working them out goes to a thread; once per notifier and minute, not per
+        request, or a thousand learners' watch renewals queue up in the default executor."""
+        async with self._auth_lock:  # the kinds' tasks start together: ask once for all
+            now = time.monotonic()
+            if self._auth is not None and now - self._auth_at < HEADERS_TTL:
+                return self._auth
+            cfg = self.reader.api.configuration
+            if cfg.refresh_api_key_hook is not None:
+                headers = await asyncio.to_thread(auth_headers, cfg)
+            else:
+                headers = auth_headers(cfg)
+            self._auth, self._auth_at = headers, now
+            return headers
 
     async def _get(self, path: str, query: dict[str, str], read_timeout: float
                    ) -> aiohttp.ClientResponse:
@@ -278,6 +294,8 @@ class AsyncChangeNotifier:
                     failures = 0
             except ClusterError as exc:
                 self.last_error = exc
+                if isinstance(exc, ClusterForbidden):
+                    self._auth = None  # the token may have been rotated: ask again
                 failures += 1
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:

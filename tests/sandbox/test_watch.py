@@ -100,3 +100,42 @@ async def test_a_wrong_token_is_forbidden_and_never_echoed(emu: KubeEmulator, na
         assert "401" in str(notifier.last_error)
     finally:
         await notifier.aclose()
+
+
+async def test_auth_is_asked_once_a_minute_and_again_after_a_401(
+        emu: KubeEmulator, name: str) -> None:
+    """The kubeconfig loader's refresh hook may run an exec plugin (in a thread): once for
+    every kind and renewal would queue a thousand learners' watches behind each other."""
+    c = emu[name]
+    cfg = emu.configuration(name, tls=True)
+    asked: list[str] = []
+
+    def refresh(conf: object) -> None:  # as the loader's hook does: put the current token in
+        asked.append(c.token)
+        cfg.api_key = {"BearerToken": c.token}
+
+    cfg.refresh_api_key_hook = refresh
+    r = ClusterReader.from_configuration(cfg)
+    rv = str(c.resource_version)
+    notifier = AsyncChangeNotifier(r, {"Deployment": rv, "Pod": rv, "Namespace": rv},
+                                   window=1.0)
+    notifier.start()
+    try:
+        for _ in range(60):  # windows of 1 s: every kind's watch is renewed at least once
+            if notifier.requests >= 6:
+                break
+            await asyncio.sleep(0.1)
+        assert notifier.requests >= 6
+        assert len(asked) == 1  # three kinds, six requests, one question
+        c.token = "rotated-0123456789"  # the server now refuses the old token: 401 ...
+        for _ in range(60):
+            if len(asked) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert asked[-1] == "rotated-0123456789"  # ... and the next attempt asks again
+        await asyncio.sleep(0.3)
+        notifier.changed.clear()
+        c.put(ob.pod("after-rotation", "ops", {"app": "web"}))
+        assert await notifier.wait(3.0)  # watching again with the new token
+    finally:
+        await notifier.aclose()
