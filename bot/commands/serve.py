@@ -83,6 +83,7 @@ async def sync_commands(bot: Any, store: Any, guild_id: str, *, force: bool) -> 
 
 
 async def serve(settings: Settings, *, sync: bool = False) -> int:
+    from bot.ops.heap import freeze_startup
     from bot.transports.discord.app import build
 
     stop = asyncio.Event()
@@ -92,6 +93,8 @@ async def serve(settings: Settings, *, sync: bool = False) -> int:
             loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         app = await build(settings, stack)
+        frozen = freeze_startup()
+        log.info("start-up objects frozen", extra={"objects": frozen})
         setup = app.setup
 
         async def setup_and_sync() -> None:
