@@ -36,7 +36,7 @@ from bot.content.schema import Drill, FactCheck
 from bot.engine.ports import CheckResult
 from sandbox.backends.base import SandboxBackend, SandboxError
 from sandbox.backends.kubeconfig import KubeconfigBackend
-from sandbox.errors import ClusterError
+from sandbox.errors import ClusterError, ClusterTimeout
 from sandbox.objectives import EvalContext, ObjectiveSpec, Snapshot, evaluate_all, kinds_for
 from sandbox.snapshot import NOT_WATCHED, ClusterReader, ReadPool, default_pool
 from sandbox.watch import AsyncChangeNotifier, WatchSession
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 READER_TTL = 300.0
 WATCH_WINDOW = 600.0  # server-side watch timeout; bookmarks keep the stream alive meanwhile
 READ_GAP = 0.5  # a queued (coalesced) read starts at least this long after the one before it
+RETRY_FIRST, RETRY_MAX = 2.0, 60.0  # after failed reads, the watcher retries at 2, 4, 8 … 60 s
 
 NO_CLUSTER = """No Kubernetes cluster answered ({reason}).
 The story goes on without one; to do the tasks, start a local cluster and run `kepler play` again:
@@ -59,7 +60,7 @@ Then `kubectl get nodes` should list at least one Ready node."""
 class _Reader:
     reader: ClusterReader
     made: float
-    last: Snapshot | None = None
+    read: bool = False  # a read through this reader succeeded (its versions are known)
 
 
 @dataclass
@@ -70,6 +71,14 @@ class _Flights:
     started: float = 0.0  # monotonic start of ``current``
     queued: asyncio.Task[Snapshot] | None = None
     queued_kinds: frozenset[str] = frozenset()
+
+    def release(self, task: asyncio.Task[Snapshot]) -> None:
+        """Forget a finished read: its snapshot (hundreds of objects) is its callers' now, and
+        a thousand learners' last snapshots kept here would make every full GC slower."""
+        if self.current is task:
+            self.current = None
+        if self.queued is task:
+            self.queued = None
 
 
 @dataclass
@@ -102,6 +111,7 @@ class ClusterService:
         self._flights: dict[str, _Flights] = {}
         self._versions: dict[str, dict[str, str]] = {}  # learner -> kind -> last list version
         self._watches: dict[str, _Watch] = {}
+        self._failures: dict[str, int] = {}  # learner -> reads failed in a row
         self._session = WatchSession()  # every learner's watch streams
         self.reads = 0  # cluster reads actually made (after coalescing)
 
@@ -151,6 +161,7 @@ class ClusterService:
             task = asyncio.create_task(self._read(learner_id, wanted))
             f.current, f.started = task, time.monotonic()
         task.add_done_callback(_retrieve)
+        task.add_done_callback(f.release)
         return await asyncio.shield(task)
 
     async def _read_after(
@@ -175,10 +186,15 @@ class ClusterService:
             await self.on_use(learner_id)  # type: ignore[operator]
         reader = await self.reader(learner_id)
         self.reads += 1
-        snap = await reader.read_async(kinds, self.timeout, self.pool)
+        try:
+            snap = await reader.read_async(kinds, self.timeout, self.pool)
+        except ClusterError:
+            self._failures[learner_id] = self._failures.get(learner_id, 0) + 1
+            raise
+        self._failures.pop(learner_id, None)
         cached = self._readers.get(learner_id)
         if cached is not None and cached.reader is reader:
-            cached.last = snap
+            cached.read = True  # not the snapshot itself: a thousand of them would bloat the heap
             self._versions.setdefault(learner_id, {}).update(snap.versions)
         return snap
 
@@ -191,10 +207,15 @@ class ClusterService:
         request, and changes that arrive between calls are not lost (the next call returns at
         once). True at once when ``kinds`` (e.g. the open task's) includes one never read: a
         read is due first. Cancelling the wait stops the watch (:meth:`unwatch`)."""
+        failures = self._failures.get(learner_id, 0)
+        if failures:  # the last read failed: retry, backing off so a struggling API server
+            # is not asked again every two seconds by every learner it serves
+            await asyncio.sleep(min(timeout, RETRY_FIRST * 2 ** (failures - 1), RETRY_MAX))
+            return True
         cached = self._readers.get(learner_id)
         versions = self._versions.get(learner_id, {})
-        if cached is None or cached.last is None or not versions:
-            await asyncio.sleep(min(timeout, 2.0))
+        if cached is None or not cached.read or not versions:
+            await asyncio.sleep(min(timeout, RETRY_FIRST))
             return True
         if kinds is not None and not set(kinds) <= set(versions):
             return True
@@ -235,7 +256,7 @@ class ClusterService:
         try:
             snap = await self.snapshot(learner_id, kinds_for(objectives))
         except (ClusterError, SandboxError) as exc:
-            self.forget(learner_id)
+            self._drop_after(learner_id, exc)
             return CheckResult(error=self.explain(exc))
         return CheckResult(evaluate_all(objectives, snap, ctx))
 
@@ -295,9 +316,15 @@ class ClusterService:
         try:
             await self.snapshot(learner_id, {"Node"})
         except (ClusterError, SandboxError) as exc:
-            self.forget(learner_id)
+            self._drop_after(learner_id, exc)
             return self.explain(exc)
         return ""
+
+    def _drop_after(self, learner_id: str, exc: Exception) -> None:
+        """After a failed read: a slow answer keeps the client and the watch (they are fine
+        and resume); anything else (refused, unreachable, bad credentials) starts afresh."""
+        if not isinstance(exc, ClusterTimeout):
+            self.forget(learner_id)
 
     def explain(self, exc: Exception) -> str:
         if isinstance(self.backend, KubeconfigBackend):

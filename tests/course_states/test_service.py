@@ -192,3 +192,68 @@ async def test_wait_for_change_returns_promptly(emu: KubeEmulator) -> None:
     svc.forget(cluster)  # the last watch: the shared aiohttp session closes too
     await svc.aclose()
     assert svc._session._session is None
+
+
+async def test_the_service_keeps_no_snapshot_once_a_read_is_over(emu: KubeEmulator) -> None:
+    """A thousand learners' last snapshots held by the service (hundreds of objects each)
+    made every full garbage collection of the bot slower; callers own what they read."""
+    import gc
+    import weakref
+
+    cluster = seed(emu, "no-retention", S.after(5))
+    svc = service(emu, cluster)
+    kinds = kinds_for(S.task_of(5).objectives)
+    snap = await svc.snapshot(cluster, kinds)
+    assert snap.of("Pod")
+    gone = weakref.ref(snap)
+    del snap
+    await asyncio.sleep(0)  # done callbacks run
+    gc.collect()
+    assert gone() is None
+    svc.forget(cluster)
+
+
+async def test_a_slow_read_keeps_the_watch_and_retries_with_backoff(
+        emu: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timed-out read is an overloaded API server, not a broken client: the learner's watch
+    stays (a change is still noticed at once) and retries back off, 2 s, 4 s … at most 60 s,
+    instead of every learner asking again every two seconds."""
+    import sandbox.service as service_module
+
+    monkeypatch.setattr(service_module, "RETRY_FIRST", 0.2)  # the schedule, scaled down
+    station = S.after(2)
+    cluster = seed(emu, "slow-read", station)
+    svc = service(emu, cluster, timeout=0.5)
+    assert (await svc.evaluate(cluster, CH2, EvalContext())).all_passed
+    assert await svc.wait_for_change(cluster, 0.2) is False  # watching now
+    watch = svc._watches[cluster]
+    emu[cluster].delay(2.0, "GET")
+    try:
+        for _ in range(3):
+            result = await svc.evaluate(cluster, CH2, EvalContext())
+            assert result.error is not None and "no answer" in result.error
+        assert svc._watches.get(cluster) is watch  # not torn down
+        t0 = time.perf_counter()
+        assert await svc.wait_for_change(cluster, 10.0) is True  # a retry is due ...
+        waited = time.perf_counter() - t0
+        assert 0.7 < waited < 1.5, waited  # ... after 0.2 × 2² s (third failure in a row)
+    finally:
+        emu[cluster].clear_faults()
+    assert (await svc.evaluate(cluster, CH2, EvalContext())).all_passed
+    t0 = time.perf_counter()
+    assert await svc.wait_for_change(cluster, 0.3) is False  # healthy again: back to watching
+    assert time.perf_counter() - t0 >= 0.25
+    waiter = asyncio.create_task(svc.wait_for_change(cluster, 5.0))
+    await asyncio.sleep(0.2)
+    emu[cluster].put(_touched_pod(emu, cluster))
+    assert await asyncio.wait_for(waiter, 3.0) is True
+    assert svc._watches.get(cluster) is watch  # the same watch all along
+    svc.forget(cluster)
+    await svc.aclose()
+
+
+def _touched_pod(emu: KubeEmulator, cluster: str) -> dict:
+    pod = emu[cluster].get("Pod", "atmospheric-processor-backup", "default")
+    assert pod is not None
+    pod["metadata"].setdefault("labels", {})["touched"] = str(time.time())
+    return pod
