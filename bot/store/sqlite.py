@@ -1,8 +1,11 @@
 """The embedded store: one SQLite file in WAL mode, reached through aiosqlite.
 
-All statements go through one connection guarded by a lock. ``async with store.unit():``
-groups writes into one transaction (progress and the outbox change together, or not at all);
-calls outside a unit are their own transaction. Units nest: an inner one joins the outer.
+Writes go through one connection guarded by a lock. ``async with store.unit():`` groups
+writes into one transaction (progress and the outbox change together, or not at all); calls
+outside a unit are their own transaction. Units nest: an inner one joins the outer. Reads
+inside a unit use the writing connection (they see the unit's own changes); reads outside one
+use a second, read-only connection that sees the last commit and never waits for the lock
+(an in-memory database has only the one connection).
 """
 
 from __future__ import annotations
@@ -33,11 +36,22 @@ from sandbox.backends.base import SandboxRecord, WaitlistEntry
 _in_unit: contextvars.ContextVar[bool] = contextvars.ContextVar("kepler_store_unit", default=False)
 
 
+async def _connect(path: str) -> aiosqlite.Connection:
+    pending = aiosqlite.connect(path, isolation_level=None)
+    # aiosqlite's worker thread is not a daemon: a store someone forgot to close would keep
+    # the interpreter from exiting. Committed data is safe in the WAL either way.
+    pending._thread.daemon = True
+    conn = await pending
+    conn.row_factory = aiosqlite.Row
+    return conn
+
+
 class SQLiteStore:
     def __init__(self, path: str | Path, *, migrations: Sequence[str] = MIGRATIONS):
         self.path = str(path)
         self._migrations = migrations
         self._conn: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None  # reads outside a unit (file only)
         self._lock: Any = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -47,21 +61,26 @@ class SQLiteStore:
 
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        pending = aiosqlite.connect(self.path, isolation_level=None)
-        # aiosqlite's worker thread is not a daemon: a store someone forgot to close would keep
-        # the interpreter from exiting. Committed data is safe in the WAL either way.
-        pending._thread.daemon = True
-        self._conn = await pending
-        self._conn.row_factory = aiosqlite.Row
+        self._conn = await _connect(self.path)
         self._lock = asyncio.Lock()
         await self._conn.execute("PRAGMA journal_mode=WAL")
         await self._conn.execute("PRAGMA synchronous=FULL")
         await self._conn.execute("PRAGMA foreign_keys=ON")
         await self._conn.execute("PRAGMA busy_timeout=5000")
         await self.migrate()
+        if self.path != ":memory:":
+            # Reads outside a unit go to a second connection: in WAL mode it sees the last
+            # commit without waiting for the unit in progress, so a thousand learners' reads
+            # do not queue behind each other's writes on the one writing connection.
+            self._reader = await _connect(self.path)
+            await self._reader.execute("PRAGMA query_only=ON")
+            await self._reader.execute("PRAGMA busy_timeout=5000")
         return self
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -120,6 +139,9 @@ class SQLiteStore:
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         if _in_unit.get():
             async with self.conn.execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+        if self._reader is not None:
+            async with self._reader.execute(sql, tuple(params)) as cur:
                 return list(await cur.fetchall())
         async with self._lock, self.conn.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
@@ -275,6 +297,19 @@ class SQLiteStore:
             Member(r["learner_id"], r["name"], r["joined"], r["last_active"], bool(r["left"]))
             for r in rows
         ]
+
+    async def running_members(self) -> dict[int, list[Member]]:
+        rows = await self._rows(
+            "SELECT x.*, l.name FROM members x JOIN learners l ON l.id = x.learner_id "
+            "JOIN missions m ON m.id = x.mission_id WHERE m.state = 'running' "
+            "ORDER BY x.mission_id, x.joined, x.learner_id"
+        )
+        out: dict[int, list[Member]] = {}
+        for r in rows:
+            out.setdefault(r["mission_id"], []).append(
+                Member(r["learner_id"], r["name"], r["joined"], r["last_active"], bool(r["left"]))
+            )
+        return out
 
     # --- progress -----------------------------------------------------------------------
 

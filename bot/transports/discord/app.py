@@ -139,16 +139,18 @@ class App:
             return
         wanted: set[str] = set()
         now = self.engine.clock()
+        # Three queries whatever the number of learners (not two per learner).
+        members = await self.store.running_members()
+        ready = {r.learner_id for r in await self.store.sandboxes() if r.phase == "ready"}
         for mission in await self.store.all_missions():
             if mission.state != "running":
                 continue
             if not isinstance(self.course.beat_at(mission.chapter, mission.beat), TaskBeat):
                 continue
-            for member in await self.store.members(mission.id):
+            for member in members.get(mission.id, []):
                 if member.left or now - member.last_active > self.engine.idle_after:
                     continue
-                record = await self.store.get_sandbox(member.learner_id)
-                if record is not None and record.phase == "ready":
+                if member.learner_id in ready:
                     wanted.add(member.learner_id)
         for learner, task in list(self._watchers.items()):
             if learner not in wanted or task.done():
