@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import multiprocessing as mp
@@ -49,10 +50,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 import emuproc  # noqa: E402
 from kubernetes import client  # noqa: E402
 from kubernetes.config.kube_config import KubeConfigLoader  # noqa: E402
+from stalls import StallSampler  # noqa: E402
 
 from bot.content.course import load_course  # noqa: E402
 from bot.content.schema import QuestionBeat, TaskBeat  # noqa: E402
 from bot.engine.ports import Address, Outgoing  # noqa: E402
+from bot.ops.heap import freeze_startup  # noqa: E402
 from bot.store.sqlite import SQLiteStore  # noqa: E402
 from bot.transports.discord.app import App  # noqa: E402
 from sandbox.backends.base import SandboxRecord  # noqa: E402
@@ -75,6 +78,8 @@ class Emulator:
         self.proc = ctx.Process(target=emuproc.serve, args=(child,), daemon=True)
         self.proc.start()
         self._lock = threading.Lock()
+        # Its own thread: queued commands must not hold up the bot's ``to_thread`` work.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="emu-pipe")
 
     def call(self, *msg: Any) -> Any:
         with self._lock:
@@ -85,9 +90,10 @@ class Emulator:
         return value
 
     async def acall(self, *msg: Any) -> Any:
-        return await asyncio.to_thread(self.call, *msg)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self.call, *msg)
 
     def stop(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(Exception), self._lock:
             self.conn.send(("stop",))
             self.conn.recv()
@@ -143,6 +149,8 @@ class Recorder:
 class Stats:
     checks: int = 0
     checks_by_learner: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    check_seconds: list[float] = field(default_factory=list)  # each check's cluster read+judge
+    check_errors: int = 0  # checks whose read failed (timeouts: the emulator was too slow)
     unlock_latency: list[float] = field(default_factory=list)
     missed: int = 0
     lag: list[float] = field(default_factory=list)
@@ -173,7 +181,7 @@ def threads() -> int:
 
 
 async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float,
-              settle_s: float = 20.0) -> dict:
+              settle_s: float = 20.0, sampler: StallSampler | None = None) -> dict:
     from tests.course_states import states
     from tests.discord.world import World
     from tests.fakes import CannedVoice
@@ -216,10 +224,14 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             if event == "check":
                 stats.checks += 1
                 stats.checks_by_learner[f["learner"]] += 1
+                stats.check_seconds.append(f["seconds"])
+                if f["error"]:
+                    stats.check_errors += 1
             elif event == "unlock":
                 recorder.unlocked_at.setdefault(f["learner"], time.monotonic())
 
         engine.observe = observe
+        freeze_startup()  # as ``kepler serve`` does once the app is built
         gc_rss0, cpu0 = rss_mib(), time.process_time()
 
         async def to_task(mission_id: int, lid: str) -> bool:
@@ -277,6 +289,8 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                 last = now
 
         probes = [asyncio.create_task(probe()), asyncio.create_task(writes())]
+        if sampler is not None:
+            sampler.start()
 
         # --- watchers up, first checks (warm-up) ---
         app.start_loops()
@@ -306,9 +320,13 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         active_s = minutes * 60
         a0 = await emu.acall("now")
         cpu_a0, checks_a0 = time.process_time(), stats.checks
+        emu_cpu0 = await emu.acall("cpu")
+        stats.check_seconds.clear()
+        stats.check_errors = 0
         t_active = time.monotonic()
         deadline = t_active + active_s
         lat: list[float] = []
+        pipe: list[float] = []  # harness: asking the emulator for a change → it is made
         writes_idle = list(stats.writes_per_s)
         stats.writes_per_s.clear()
 
@@ -320,8 +338,11 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             while c <= LAST and time.monotonic() < deadline - 10:
                 recorder.unlocked_at.pop(lid, None)
                 recorder.delivered_at.pop(lid, None)
-                t0 = time.monotonic()
-                await emu.acall("set", cluster_of[lid], after[c])
+                asked = time.monotonic()
+                # The change happens when the emulator commits it (its monotonic clock is the
+                # same CLOCK_MONOTONIC); the wait in the harness's own pipe is not the bot's.
+                t0 = await emu.acall("set", cluster_of[lid], after[c])
+                pipe.append(t0 - asked)
                 if rng.random() < explicit_share:
                     await asyncio.sleep(rng.uniform(0.2, 1.0))
                     if lid in clickers:
@@ -370,11 +391,14 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         clicks.cancel()
         a1 = await emu.acall("now")
         cpu_active = time.process_time() - cpu_a0
+        emu_cpu_active = await emu.acall("cpu") - emu_cpu0
         checks_active = stats.checks - checks_a0
         active_counts = await emu.acall("count", a0, a1)
         rss_active = rss_mib()
         threads_active = threads()
         stop.set()
+        if sampler is not None:
+            sampler.stop()
         for t in [*probes, *loops, clicks]:
             t.cancel()
         await app.close()
@@ -401,6 +425,8 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "unlock_p95": pct(lat, 95),
             "unlock_p99": pct(lat, 99),
             "unlock_max": max(lat, default=float("nan")),
+            "change_queue_p50": pct(pipe, 50),
+            "change_queue_max": max(pipe, default=float("nan")),
             "lag_idle_p99": pct(lag_idle, 99),
             "lag_p50": pct(stats.lag, 50),
             "lag_p99": pct(stats.lag, 99),
@@ -427,6 +453,11 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "cpu_ms_per_check": 1000 * cpu_active / max(1, checks_active),
             "cpu_active_s": round(cpu_active, 1),
             "cpu_share_of_core": cpu_active / (a1 - a0),
+            "emulator_cpu_share_of_core": emu_cpu_active / (a1 - a0),
+            "check_read_p50": pct(stats.check_seconds, 50),
+            "check_read_p95": pct(stats.check_seconds, 95),
+            "check_read_max": max(stats.check_seconds, default=float("nan")),
+            "check_errors_active": stats.check_errors,
             "store_rows_per_s_peak": max(stats.writes_per_s, default=0),
             "store_rows_per_s_idle_peak": max(writes_idle, default=0),
             "cpu_total_s": round(time.process_time() - cpu0, 1),
@@ -453,14 +484,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="after the first checks, before the idle phase is measured")  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--stalls", action="store_true",
+                   help="sample the loop thread's stack while it is >0.2 s late; time GC")  # fmt: skip
     args = p.parse_args(argv)
     if not 1 <= args.learners <= 2000 or not 0 < args.minutes <= 15:
         p.error("--learners 1..2000, --minutes up to 15")
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     began = time.monotonic()
+    sampler = StallSampler() if args.stalls else None
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
-                          args.explicit, args.settle_seconds))  # fmt: skip
+                          args.explicit, args.settle_seconds, sampler))  # fmt: skip
+    if sampler is not None:
+        out.update(sampler.report())
     out["machine"] = machine()
     out["wall_s"] = round(time.monotonic() - began, 1)
     width = max(map(len, out))
