@@ -141,8 +141,10 @@ class SQLiteStore:
             async with self.conn.execute(sql, tuple(params)) as cur:
                 return list(await cur.fetchall())
         if self._reader is not None:
-            async with self._reader.execute(sql, tuple(params)) as cur:
-                return list(await cur.fetchall())
+            # execute and fetch in one job of the reader's thread: a cursor left open between
+            # two awaits would hold a read transaction, and every read queued meanwhile would
+            # share its (stale) snapshot instead of seeing the latest commit
+            return list(await self._reader.execute_fetchall(sql, tuple(params)))
         async with self._lock, self.conn.execute(sql, tuple(params)) as cur:
             return list(await cur.fetchall())
 
