@@ -16,8 +16,8 @@ Change notices are one long-lived :class:`~sandbox.watch.AsyncChangeNotifier` pe
 learner, kept across waits and resumed from the last resourceVersion seen, with a server-side
 window of :data:`WATCH_WINDOW` seconds: an idle learner costs one watch request per watched
 kind per window (at most seven kinds in the course: 0.7 requests a minute) and no re-reads.
-The watches are asyncio tasks sharing one ``aiohttp`` session per service (no thread per
-stream); the session closes when the last watch stops or on :meth:`ClusterService.aclose`.
+The watches are asyncio tasks, each stream a lean connection of its own
+(:mod:`sandbox.httpstream`): no thread per stream, ~16 KiB and a few objects each.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.errors import ClusterError, ClusterTimeout
 from sandbox.objectives import EvalContext, ObjectiveSpec, Snapshot, evaluate_all, kinds_for
 from sandbox.snapshot import NOT_WATCHED, ClusterReader, ReadPool, default_pool
-from sandbox.watch import AsyncChangeNotifier, WatchSession
+from sandbox.watch import AsyncChangeNotifier
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,6 @@ class ClusterService:
         self._versions: dict[str, dict[str, str]] = {}  # learner -> kind -> last list version
         self._watches: dict[str, _Watch] = {}
         self._failures: dict[str, int] = {}  # learner -> reads failed in a row
-        self._session = WatchSession()  # every learner's watch streams
         self.reads = 0  # cluster reads actually made (after coalescing)
 
     # --- readers ------------------------------------------------------------------------
@@ -224,7 +223,7 @@ class ClusterService:
         if w is None or w.reader is not cached.reader or w.kinds != watched:
             self.unwatch(learner_id)
             notifier = AsyncChangeNotifier(
-                cached.reader, dict(versions), session=self._session, window=WATCH_WINDOW
+                cached.reader, dict(versions), window=WATCH_WINDOW
             )
             notifier.start()
             w = self._watches[learner_id] = _Watch(notifier, cached.reader, watched)
@@ -239,14 +238,11 @@ class ClusterService:
         w = self._watches.pop(learner_id, None)
         if w is not None:
             w.notifier.stop()
-            if not self._watches:
-                self._session.close()  # nobody waits: no idle session left behind
 
     async def aclose(self) -> None:
-        """Stop every watch and close the watch session (the bot stops)."""
+        """Stop every watch and wait for their connections to close (the bot stops)."""
         watches, self._watches = list(self._watches.values()), {}
         await asyncio.gather(*(w.notifier.aclose() for w in watches), return_exceptions=True)
-        await self._session.aclose()
 
     # --- the Cluster port ---------------------------------------------------------------
 

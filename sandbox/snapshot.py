@@ -25,9 +25,9 @@ Change notices: why watches and not polling
     well under a second. On ``410 Expired`` it sets the event (conservative: re-check) and
     restarts from a fresh ``LIST ?limit=1``.
 
-    Cost: watches are asyncio tasks on aiohttp (one shared session), not threads: a thousand
-    learners' streams add no thread to the bot process and no GIL contention with the event
-    loop. Learners not on a task need no notifier.
+    Cost: watches are asyncio tasks on lean connections (:mod:`sandbox.httpstream`), not
+    threads: a thousand learners' streams add no thread to the bot process and no GIL
+    contention with the event loop. Learners not on a task need no notifier.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, Clust
 from sandbox.objectives import Snapshot
 
 if TYPE_CHECKING:
-    from sandbox.watch import AsyncChangeNotifier, WatchSession
+    from sandbox.watch import AsyncChangeNotifier
 
 
 @dataclass(frozen=True)
@@ -238,13 +238,12 @@ class ClusterReader:
         except TimeoutError:
             raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s") from None
 
-    def watch_changes(self, since: Snapshot, window: float = 600.0,
-                      session: WatchSession | None = None) -> AsyncChangeNotifier:
+    def watch_changes(self, since: Snapshot, window: float = 600.0) -> AsyncChangeNotifier:
         """Start an :class:`~sandbox.watch.AsyncChangeNotifier` for the kinds in ``since``
         (from their versions); call from the event loop."""
         from sandbox.watch import AsyncChangeNotifier
 
-        n = AsyncChangeNotifier(self, since.versions, session=session, window=window)
+        n = AsyncChangeNotifier(self, since.versions, window=window)
         n.start()
         return n
 

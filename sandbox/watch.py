@@ -1,16 +1,16 @@
-"""Change notices as asyncio tasks: Kubernetes watches over aiohttp, no thread per stream.
+"""Change notices as asyncio tasks: Kubernetes watches with no thread per stream.
 
 :class:`AsyncChangeNotifier` holds one watch per needed kind (``Event`` excluded) for one
 learner's cluster, each an asyncio task on the bot's event loop reading the API server's
-JSON lines through a shared :class:`WatchSession` (one ``aiohttp.ClientSession``, no
-connection limit). It asks for ``GET <collection>?watch=1&allowWatchBookmarks=true&
+JSON lines over its own connection (:class:`~sandbox.httpstream.HttpStream`, lean on memory:
+thousands stay open). It asks for ``GET <collection>?watch=1&allowWatchBookmarks=true&
 resourceVersion=<rv>&timeoutSeconds=<window>`` starting at the snapshot's own list
 resourceVersion (nothing between the read and the watch is missed), sets
 :attr:`AsyncChangeNotifier.changed` on ``ADDED``/``MODIFIED``/``DELETED``, records
 ``BOOKMARK`` versions, and resumes from the last version when the server ends the stream, so
 an idle learner costs one request per watched kind per window and no re-list. On
 ``410 Expired`` (an ``ERROR`` event or the status) it sets the event (conservative: re-check)
-and restarts from a fresh ``LIST ?limit=1`` through the same session.
+and restarts from a fresh ``LIST ?limit=1``.
 
 Credentials come from the learner's ``kubernetes.client.Configuration`` (host, bearer token
 via ``auth_settings()``, CA file, client certificate, ``verify_ssl``); tokens are sent only in
@@ -20,18 +20,20 @@ the ``Authorization`` header and never logged or put in an error text.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
+import socket
 import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
-import aiohttp
+import h11
 from kubernetes import client
 
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
+from sandbox.httpstream import HttpStream
 from sandbox.snapshot import KINDS, NOT_WATCHED, ClusterReader
 
 CONNECT_TIMEOUT = 10.0
@@ -82,53 +84,6 @@ def auth_headers(cfg: client.Configuration) -> dict[str, str]:
     return headers
 
 
-# --- the shared session ------------------------------------------------------------------
-
-
-class WatchSession:
-    """One ``aiohttp.ClientSession`` for many learners' watches (made on first use in the
-    running loop, made again if that loop changed or it was closed)."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def get(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self.close()
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                                  trust_env=False)
-            self._loop = loop
-        return self._session
-
-    def close(self) -> None:
-        """Close soon (from sync code); :meth:`aclose` to wait for it."""
-        session, loop, self._session, self._loop = self._session, self._loop, None, None
-        if session is None or session.closed:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not None and running is loop:
-            task = running.create_task(session.close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        elif loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                asyncio.run_coroutine_threadsafe(session.close(), loop)
-
-    async def aclose(self) -> None:
-        session, self._session, self._loop = self._session, None, None
-        if session is not None and not session.closed:
-            await session.close()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
-
-
 # --- the notifier ------------------------------------------------------------------------
 
 
@@ -137,12 +92,11 @@ class AsyncChangeNotifier:
 
     One asyncio task per kind in ``versions`` (except :data:`NOT_WATCHED`), resuming from the
     last resourceVersion seen; a server timeout of ``window`` seconds (jittered) bounds an idle
-    learner to one request per kind per window. Without a ``session`` it makes (and on
-    :meth:`stop` closes) its own.
+    learner to one request per kind per window.
     """
 
     def __init__(self, reader: ClusterReader, versions: Mapping[str, str],
-                 session: WatchSession | None = None, window: float = 600.0):
+                 window: float = 600.0):
         self.reader = reader
         self.versions = {k: v for k, v in versions.items() if k not in NOT_WATCHED}
         self.window = window
@@ -150,8 +104,6 @@ class AsyncChangeNotifier:
         self.changes = 0
         self.requests = 0
         self.last_error: ClusterError | None = None
-        self._own_session = session is None
-        self.session = session or WatchSession()
         self._tasks: list[asyncio.Task[None]] = []
         self._auth: dict[str, str] | None = None
         self._auth_at = 0.0
@@ -169,16 +121,12 @@ class AsyncChangeNotifier:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
-        if self._own_session:
-            self.session.close()
 
     async def aclose(self) -> None:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._own_session:
-            await self.session.aclose()
 
     async def wait(self, timeout: float | None = None) -> bool:
         """True when a change arrived (the flag is then cleared); False on timeout."""
@@ -213,30 +161,34 @@ class AsyncChangeNotifier:
             self._auth, self._auth_at = headers, now
             return headers
 
-    async def _get(self, path: str, query: dict[str, str], read_timeout: float
-                   ) -> aiohttp.ClientResponse:
-        """Send a GET; the caller reads and releases the response."""
-        cfg = self.reader.api.configuration
-        tls = ssl_context(cfg)
+    async def _get(self, path: str, query: dict[str, str]) -> tuple[HttpStream, h11.Response]:
+        """Send a GET and read the status line; the caller reads the body and closes."""
+        tls = ssl_context(self.reader.api.configuration)
         self.requests += 1
-        return await self.session.get().get(
-            f"{self._base}{path}", params=query, headers=await self._headers(),
-            ssl=tls if tls is not None else True, allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT,
-                                          sock_connect=CONNECT_TIMEOUT,
-                                          sock_read=read_timeout))
+        stream = await HttpStream.get(f"{self._base}{path}?{urlencode(query)}",
+                                      await self._headers(), tls, CONNECT_TIMEOUT)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                return stream, await stream.response()
+        except BaseException:
+            stream.close()
+            raise
 
     async def _list_version(self, kind: str) -> str:
         """A fresh resourceVersion for ``kind`` (``LIST ?limit=1``)."""
         path = KINDS[kind].path
-        resp = await self._get(path, {"limit": "1"}, CONNECT_TIMEOUT)
-        async with resp:
-            if not 200 <= resp.status < 300:
-                raise await _status_error(resp, f"{self.reader.server}{path}")
-            try:
-                listed = json.loads(await resp.read())
-            except ValueError:
-                raise ClusterError(f"{self.reader.server}{path}: answer is not JSON") from None
+        stream, resp = await self._get(path, {"limit": "1"})
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                if not 200 <= resp.status_code < 300:
+                    raise await _status_error(stream, resp, f"{self.reader.server}{path}")
+                try:
+                    listed = json.loads(await stream.read(MAX_LINE))
+                except ValueError:
+                    raise ClusterError(f"{self.reader.server}{path}: answer is not JSON"
+                                       ) from None
+        finally:
+            stream.close()
         return str(((listed or {}).get("metadata") or {}).get("resourceVersion", ""))
 
     async def _stream(self, kind: str, rv: str, window: int) -> tuple[str, bool, int]:
@@ -246,35 +198,42 @@ class AsyncChangeNotifier:
         query = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": str(window)}
         if rv:
             query["resourceVersion"] = rv
-        resp = await self._get(path, query, window + 15.0)
-        async with resp:
-            if resp.status == 410:
+        stream, resp = await self._get(path, query)
+        try:
+            if resp.status_code == 410:
                 return rv, True, 0
-            if not 200 <= resp.status < 300:
-                raise await _status_error(resp, what)
+            if not 200 <= resp.status_code < 300:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    raise await _status_error(stream, resp, what)
             seen = 0
             buf = b""
-            async for chunk in resp.content.iter_any():
-                buf += chunk
-                if len(buf) > MAX_LINE:
-                    raise ClusterError(f"{what}: watch event too large")
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if not line.strip():
-                        continue
-                    seen += 1
-                    event = json.loads(line)
-                    obj = event.get("object") or {}
-                    kind_ = event.get("type")
-                    if kind_ == "ERROR":
-                        if obj.get("code") == 410:
-                            return rv, True, seen
-                        raise ClusterError(f"{what}: watch error {obj.get('code')} "
-                                           f"{obj.get('reason') or ''}".rstrip())
-                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                    if kind_ != "BOOKMARK":
-                        self._fire()
+            loop = asyncio.get_running_loop()
+            quiet = window + 15.0  # the server sends at least a bookmark well within this
+            async with asyncio.timeout(quiet) as deadline:
+                async for chunk in stream.body():
+                    deadline.reschedule(loop.time() + quiet)
+                    buf += chunk
+                    if len(buf) > MAX_LINE:
+                        raise ClusterError(f"{what}: watch event too large")
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if not line.strip():
+                            continue
+                        seen += 1
+                        event = json.loads(line)
+                        obj = event.get("object") or {}
+                        kind_ = event.get("type")
+                        if kind_ == "ERROR":
+                            if obj.get("code") == 410:
+                                return rv, True, seen
+                            raise ClusterError(f"{what}: watch error {obj.get('code')} "
+                                               f"{obj.get('reason') or ''}".rstrip())
+                        rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                        if kind_ != "BOOKMARK":
+                            self._fire()
             return rv, False, seen
+        finally:
+            stream.close()
 
     async def _run(self, kind: str, rv: str) -> None:
         failures = 0
@@ -298,19 +257,20 @@ class AsyncChangeNotifier:
                     self._auth = None  # the token may have been rotated: ask again
                 failures += 1
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
-            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-                self.last_error = _map_aiohttp(exc, f"{self.reader.server}{KINDS[kind].path}")
+            except (TimeoutError, OSError, ValueError, h11.ProtocolError) as exc:
+                self.last_error = _map_error(exc, f"{self.reader.server}{KINDS[kind].path}")
                 failures += 1
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
 
 
-async def _status_error(resp: aiohttp.ClientResponse, what: str) -> ClusterError:
-    code = resp.status
+async def _status_error(stream: HttpStream, resp: h11.Response, what: str) -> ClusterError:
+    code = resp.status_code
+    reason = resp.reason.decode("latin-1", "replace")
     try:
-        status = json.loads(await resp.read() or b"{}")
-        reason = status.get("reason") or resp.reason
-    except (ValueError, AttributeError, aiohttp.ClientError, TimeoutError):
-        reason = resp.reason
+        status = json.loads(await stream.read(64 * 1024) or b"{}")
+        reason = status.get("reason") or reason
+    except (ValueError, AttributeError, OSError, h11.ProtocolError):
+        pass
     if code in (401, 403):
         return ClusterForbidden(f"{what}: {code} {reason}")
     if code == 504:
@@ -318,13 +278,15 @@ async def _status_error(resp: aiohttp.ClientResponse, what: str) -> ClusterError
     return ClusterError(f"{what}: {code} {reason}")
 
 
-def _map_aiohttp(exc: BaseException, what: str) -> ClusterError:
+def _map_error(exc: BaseException, what: str) -> ClusterError:
     if isinstance(exc, TimeoutError):
         return ClusterTimeout(f"{what}: watch timed out")
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+    if isinstance(exc, ssl.SSLError):
         return ClusterUnreachable(f"{what}: TLS error (certificate or protocol)")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ConnectionRefusedError | socket.gaierror):
         return ClusterUnreachable(f"{what}: connection refused or host unknown")
     if isinstance(exc, ValueError):
         return ClusterError(f"{what}: watch answer is not JSON")
+    if isinstance(exc, h11.ProtocolError):
+        return ClusterError(f"{what}: malformed HTTP answer")
     return ClusterUnreachable(f"{what}: connection failed ({type(exc).__name__})")

@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.errors import ClusterForbidden
 from sandbox.snapshot import KINDS, ClusterReader
-from sandbox.watch import AsyncChangeNotifier, WatchSession, auth_headers
+from sandbox.watch import AsyncChangeNotifier, auth_headers
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 
@@ -68,10 +68,9 @@ async def test_tls_with_a_bearer_token_from_a_kubeconfig(emu: KubeEmulator, name
     assert r.api.configuration.ssl_ca_cert  # the kubeconfig's inline CA, as a file
     assert auth_headers(r.api.configuration)["authorization"] == f"Bearer {c.token}"
     snap = r.read({"Pod", "Deployment"}, 5)
-    session = WatchSession()
     before = set(threading.enumerate())
     c.clear_requests()
-    notifier = r.watch_changes(snap, window=5.0, session=session)
+    notifier = r.watch_changes(snap, window=5.0)
     try:
         assert not await notifier.wait(0.5)
         assert c.count(watch=True) == 2  # both kinds watched, authenticated over TLS
@@ -84,7 +83,6 @@ async def test_tls_with_a_bearer_token_from_a_kubeconfig(emu: KubeEmulator, name
         assert notifier.last_error is None
     finally:
         await notifier.aclose()
-        await session.aclose()
 
 
 async def test_a_wrong_token_is_forbidden_and_never_echoed(emu: KubeEmulator, name: str) -> None:

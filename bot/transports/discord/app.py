@@ -230,7 +230,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
         backend, timeout=settings.float("check_timeout"), on_use=manager.touch,
         instrument=ops.metrics.instrument_client,
     )
-    stack.push_async_callback(service.aclose)  # watch streams and their session
+    stack.push_async_callback(service.aclose)  # the watch streams
     voice = build_voice(
         api_key=settings.anthropic_api_key or None,
         model=settings.model,

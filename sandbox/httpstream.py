@@ -1,0 +1,241 @@
+"""One HTTP/1.1 GET whose answer is read as it arrives, lean enough to hold thousands open.
+
+Kubernetes watches are long-lived responses: the bot holds one per watched kind per learner,
+about 5,600 at 1,000 learners. Through aiohttp each cost a 256 KiB TLS read buffer (asyncio's
+``sslproto`` allocates one per connection in Python 3.11) and about 70 objects the garbage
+collector walks on every full collection: 1.4 MiB and ~400 objects per learner, measured with
+``bench/load.py``. Here TLS runs over ``ssl.MemoryBIO`` inside a plain ``asyncio.Protocol``
+(reads of :data:`CHUNK` bytes) and the HTTP/1.1 framing is ``h11``'s (the sans-IO parser httpx
+is built on), so a stream is a protocol, a TLS object and an h11 connection.
+
+Use: ``stream = await HttpStream.get(url, headers, tls, timeout)``, then ``await
+stream.response()`` for the status and headers, then ``async for data in stream.body()``;
+``stream.close()`` when done. Errors are ``OSError`` (``ssl.SSLError`` included),
+``TimeoutError`` and ``h11.ProtocolError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+import h11
+
+CHUNK = 16 * 1024  # bytes decrypted per read
+MAX_QUEUED = 64  # h11 events waiting for the reader before the socket stops being read
+
+
+class HttpStream(asyncio.Protocol):
+    """The protocol of one connection carrying one request and its response."""
+
+    def __init__(self, tls: ssl.SSLContext | None, server_hostname: str | None) -> None:
+        self._h11 = h11.Connection(h11.CLIENT)
+        self._tls: ssl.SSLObject | None = None
+        self._in = self._out = None
+        if tls is not None:
+            self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self._tls = tls.wrap_bio(self._in, self._out, server_hostname=server_hostname)
+        self._handshaken = tls is None
+        self._transport: asyncio.Transport | None = None
+        self._unsent = b""  # the request, until the TLS handshake is done
+        self._events: deque[object] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._closed = False  # the connection is gone
+        self._fed_eof = False
+        self._paused = False
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    async def get(cls, url: str, headers: Mapping[str, str], tls: ssl.SSLContext | None,
+                  connect_timeout: float) -> HttpStream:
+        """Connect and send ``GET url`` (``Connection: close``); TLS when ``tls`` is given."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        stream = cls(tls, host if tls is not None else None)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(connect_timeout):
+            await loop.create_connection(lambda: stream, host, port)
+        authority = parts.netloc.rsplit("@", 1)[-1]
+        request = h11.Request(method="GET", target=target, headers=[
+            ("Host", authority), *headers.items(), ("Connection", "close")])
+        stream._send(stream._h11.send(request) + (stream._h11.send(h11.EndOfMessage()) or b""))
+        return stream
+
+    async def response(self) -> h11.Response:
+        """The status line and headers (1xx answers skipped)."""
+        while True:
+            event = await self._next()
+            if isinstance(event, h11.Response):
+                return event
+            if not isinstance(event, h11.InformationalResponse):
+                raise h11.RemoteProtocolError("answer without a status line")
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive; ends with the response."""
+        while True:
+            event = await self._next()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body (at most ``limit`` bytes, else ``ValueError``)."""
+        out = bytearray()
+        async for data in self.body():
+            out += data
+            if len(out) > limit:
+                raise ValueError("answer too large")
+        return bytes(out)
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self._closed = True
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        if self._tls is not None:
+            self._handshake()
+
+    def data_received(self, data: bytes) -> None:
+        if self._tls is None or self._in is None:
+            self._feed(data)
+            return
+        self._in.write(data)
+        if not self._handshaken:
+            self._handshake()
+            if not self._handshaken:
+                return
+        self._decrypt()
+
+    def eof_received(self) -> bool:
+        if self._in is not None:
+            self._in.write_eof()
+            if self._handshaken:
+                self._decrypt()
+        self._feed(b"")
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self._error is None:
+            self._error = exc
+        self._closed = True
+        self._wake()
+
+    # --- TLS ----------------------------------------------------------------------------
+
+    def _handshake(self) -> None:
+        assert self._tls is not None
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            self._flush()
+            return
+        except ssl.SSLError as exc:
+            self._fail(exc)
+            return
+        self._handshaken = True
+        self._flush()
+        if self._unsent:
+            self._send(self._unsent)
+            self._unsent = b""
+        self._decrypt()  # application data may have come with the last handshake flight
+
+    def _decrypt(self) -> None:
+        assert self._tls is not None
+        while True:
+            try:
+                data = self._tls.read(CHUNK)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:  # the server's close_notify
+                self._feed(b"")
+                break
+            except ssl.SSLError as exc:
+                self._fail(exc)
+                return
+            if not data:
+                self._feed(b"")
+                break
+            self._feed(data)
+        self._flush()  # TLS 1.3 may answer post-handshake messages
+
+    def _flush(self) -> None:
+        if self._out is not None and self._out.pending and self._transport is not None:
+            self._transport.write(self._out.read())
+
+    def _send(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise ConnectionResetError("connection closed before the request was sent")
+        if self._tls is None:
+            self._transport.write(data)
+        elif not self._handshaken:
+            self._unsent += data
+        else:
+            self._tls.write(data)
+            self._flush()
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if self._fed_eof:
+            return
+        self._fed_eof = not data
+        try:
+            self._h11.receive_data(data)
+            while True:
+                event = self._h11.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    break
+                self._events.append(event)
+                if isinstance(event, h11.ConnectionClosed):
+                    break
+        except h11.ProtocolError as exc:
+            self._fail(exc)
+            return
+        if len(self._events) > MAX_QUEUED and not self._paused and self._transport is not None:
+            self._transport.pause_reading()
+            self._paused = True
+        self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        if self._transport is not None:
+            self._transport.abort()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _next(self) -> object:
+        while not self._events:
+            if self._error is not None:
+                raise self._error
+            if self._closed:
+                raise ConnectionResetError("connection closed before the answer ended")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        event = self._events.popleft()
+        if self._paused and len(self._events) < MAX_QUEUED // 4 and self._transport is not None:
+            self._paused = False
+            with contextlib.suppress(RuntimeError):
+                self._transport.resume_reading()
+        if isinstance(event, h11.ConnectionClosed):
+            raise ConnectionResetError("connection closed before the answer ended")
+        return event

@@ -1,0 +1,101 @@
+"""The lean streaming GET under the watches: HTTP/1.1 over TLS (memory BIO) with h11 framing."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import ssl
+from collections import Counter
+
+import pytest
+
+from sandbox.httpstream import HttpStream
+from sandbox.snapshot import KINDS
+from sandbox.watch import auth_headers, ssl_context
+from tests.emulator import KubeEmulator
+from tests.emulator import objects as ob
+
+
+@pytest.fixture
+def cluster(emu: KubeEmulator) -> str:
+    name = "stream"
+    emu.add_cluster(name).put(ob.namespace("ops"), ob.config_map("cfg", "ops"))
+    return name
+
+
+@pytest.mark.parametrize("tls", [True, False])
+async def test_a_list_over_tls_and_plain_http(emu: KubeEmulator, cluster: str, tls: bool) -> None:
+    cfg = emu.configuration(cluster, tls=tls)
+    url = f"{cfg.host}{KINDS['ConfigMap'].path}"
+    stream = await HttpStream.get(url, auth_headers(cfg), ssl_context(cfg), 5.0)
+    try:
+        resp = await stream.response()
+        assert resp.status_code == 200
+        body = await stream.read(1 << 20)
+    finally:
+        stream.close()
+    assert b'"name":"cfg"' in body
+
+
+async def test_a_watch_streams_events_as_they_happen(emu: KubeEmulator, cluster: str) -> None:
+    cfg = emu.configuration(cluster, tls=True)
+    rv = emu[cluster].resource_version
+    url = (f"{cfg.host}{KINDS['ConfigMap'].path}?watch=1&resourceVersion={rv}"
+           "&timeoutSeconds=5")
+    stream = await HttpStream.get(url, auth_headers(cfg), ssl_context(cfg), 5.0)
+    try:
+        assert (await stream.response()).status_code == 200
+        body = stream.body()
+        emu[cluster].put(ob.config_map("new", "ops"))
+        chunk = await asyncio.wait_for(anext(body), 3.0)  # one event, not the whole answer
+        assert b'"ADDED"' in chunk and b'"name": "new"' in chunk
+    finally:
+        stream.close()
+
+
+async def test_a_certificate_from_another_authority_is_refused(
+        emu: KubeEmulator, cluster: str) -> None:
+    cfg = emu.configuration(cluster, tls=True)
+    other = ssl.create_default_context()  # the system's authorities, not the emulator's
+    stream = await HttpStream.get(f"{cfg.host}/api", {}, other, 5.0)
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await asyncio.wait_for(stream.response(), 5.0)
+    finally:
+        stream.close()
+
+
+async def test_a_refused_connection_raises_oserror() -> None:
+    with pytest.raises(OSError):
+        await HttpStream.get("http://127.0.0.1:9/", {}, None, 2.0)  # discard port: closed
+
+
+async def test_open_streams_hold_few_objects(emu: KubeEmulator, cluster: str) -> None:
+    """The reason this module exists: thousands of watches stay open at once."""
+    cfg = emu.configuration(cluster, tls=True)
+    rv = emu[cluster].resource_version
+    url = f"{cfg.host}{KINDS['ConfigMap'].path}?watch=1&resourceVersion={rv}&timeoutSeconds=30"
+    headers, tls = auth_headers(cfg), ssl_context(cfg)
+    gc.collect()
+    existing = {id(o) for o in gc.get_objects()}
+    streams = [await HttpStream.get(url, headers, tls, 5.0) for _ in range(20)]
+    try:
+        for s in streams:
+            assert (await s.response()).status_code == 200
+        # what each stream holds that did not exist before (the emulator serving them lives
+        # in this process too, so a plain count of new objects would include its side)
+        owned: Counter[str] = Counter()
+        for s in streams:
+            seen, todo = set(), [s]
+            while todo:
+                o = todo.pop()
+                if id(o) in seen or id(o) in existing or not gc.is_tracked(o):
+                    continue
+                seen.add(id(o))
+                owned[type(o).__name__] += 1
+                todo.extend(gc.get_referents(o))
+        per_stream = sum(owned.values()) / len(streams)
+        assert per_stream < 40, owned.most_common(10)  # through aiohttp: ~70
+    finally:
+        for s in streams:
+            s.close()
