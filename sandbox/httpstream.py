@@ -162,6 +162,9 @@ class HttpStream(asyncio.Protocol):
             except ssl.SSLZeroReturnError:  # the server's close_notify
                 self._feed(b"")
                 break
+            except ssl.SSLEOFError:  # closed without close_notify: a dropped connection
+                self._fail(ConnectionResetError("connection closed by the server"))
+                return
             except ssl.SSLError as exc:
                 self._fail(exc)
                 return
@@ -202,7 +205,9 @@ class HttpStream(asyncio.Protocol):
                 if isinstance(event, h11.ConnectionClosed):
                     break
         except h11.ProtocolError as exc:
-            self._fail(exc)
+            # the connection ended mid-answer: that is a dropped connection, not bad HTTP
+            self._fail(ConnectionResetError("connection closed before the answer ended")
+                       if not data else exc)
             return
         if len(self._events) > MAX_QUEUED and not self._paused and self._transport is not None:
             self._transport.pause_reading()

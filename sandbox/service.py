@@ -2,7 +2,7 @@
 
 One :class:`ClusterService` serves every learner: it keeps a reader per learner (an
 ``ApiClient`` built once, reused for five minutes), lists exactly the kinds a task's
-objectives need in the shared bounded pool, and judges them with the pure evaluators. Any
+objectives need (on the event loop, no thread), and judges them with the pure evaluators. Any
 failure of one learner's cluster becomes that learner's :class:`CheckResult` error; nothing
 raises into the engine.
 
@@ -38,7 +38,7 @@ from sandbox.backends.base import SandboxBackend, SandboxError
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.errors import ClusterError, ClusterTimeout
 from sandbox.objectives import EvalContext, ObjectiveSpec, Snapshot, evaluate_all, kinds_for
-from sandbox.snapshot import NOT_WATCHED, ClusterReader, ReadPool, default_pool
+from sandbox.snapshot import NOT_WATCHED, ClusterReader
 from sandbox.watch import AsyncChangeNotifier
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,6 @@ class ClusterService:
         backend: SandboxBackend,
         *,
         timeout: float = 5.0,
-        pool: ReadPool | None = None,
         on_use: object | None = None,
         instrument: Callable[[client.ApiClient], object] | None = None,
     ):
@@ -103,7 +102,6 @@ class ClusterService:
         with each learner ApiClient made (metrics count its requests)."""
         self.backend = backend
         self.timeout = timeout
-        self.pool = pool or default_pool()
         self.on_use = on_use
         self.instrument = instrument
         self._readers: dict[str, _Reader] = {}
@@ -186,7 +184,7 @@ class ClusterService:
         reader = await self.reader(learner_id)
         self.reads += 1
         try:
-            snap = await reader.read_async(kinds, self.timeout, self.pool)
+            snap = await reader.read_async(kinds, self.timeout)
         except ClusterError:
             self._failures[learner_id] = self._failures.get(learner_id, 0) + 1
             raise

@@ -3,12 +3,13 @@
 Reads
     :class:`ClusterReader` wraps one ``kubernetes.client.ApiClient`` and lists each kind an
     objective needs exactly once (cluster-wide for cluster-scoped kinds, across all namespaces
-    for namespaced ones), keeping the API's JSON as is. The official client is synchronous, so
-    :meth:`ClusterReader.read_async` runs it in a bounded thread pool shared by every learner
-    (:class:`ReadPool`, default 16 workers) under a per-learner deadline: a slow cluster holds
-    one worker for at most its own timeout and cannot hold up another learner's read unless
-    the pool is saturated by that many slow clusters at once (then they wait for a free
-    worker, still bounded by their own timeout).
+    for namespaced ones), keeping the API's JSON as is. :meth:`ClusterReader.read` uses the
+    official (synchronous) client, for commands like ``kepler verify``;
+    :meth:`ClusterReader.read_async`, the bot's, sends the same GETs on the event loop
+    (:mod:`sandbox.apihttp`) under a per-learner deadline, so a slow cluster holds nothing
+    another learner's read needs. (It used to run the official client in a pool of 16
+    threads; at 1,000 learners those threads' fight for the GIL with the event loop
+    stretched the loop's pauses.)
 
 Change notices: why watches and not polling
     The product wants an unlock within 2 s of the learner's change and very few requests for
@@ -33,9 +34,7 @@ Change notices: why watches and not polling
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
+from sandbox.apihttp import Credentials, get_json
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
 from sandbox.objectives import Snapshot
 
@@ -89,34 +89,6 @@ KINDS: dict[str, KindRef] = {
 NOT_WATCHED = frozenset({"Event"})  # changes as a side effect of everything else
 
 
-# --- the shared pool -------------------------------------------------------------------------
-
-
-class ReadPool:
-    """The bounded thread pool all learners' reads share."""
-
-    def __init__(self, max_workers: int = 16):
-        self.max_workers = max_workers
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_workers, thread_name_prefix="cluster-read")
-
-    def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-_default_pool: ReadPool | None = None
-_pool_lock = threading.Lock()
-
-
-def default_pool(max_workers: int = 16) -> ReadPool:
-    """The process-wide pool (created on first use with ``max_workers``)."""
-    global _default_pool
-    with _pool_lock:
-        if _default_pool is None:
-            _default_pool = ReadPool(max_workers)
-        return _default_pool
-
-
 # --- reader ----------------------------------------------------------------------------------
 
 
@@ -125,6 +97,7 @@ class ClusterReader:
 
     def __init__(self, api_client: client.ApiClient):
         self.api = api_client
+        self.credentials = Credentials(api_client.configuration)  # reads and watches share it
         host = urlsplit(api_client.configuration.host or "")
         self.server = f"{host.scheme}://{host.netloc}{host.path}"
 
@@ -216,27 +189,30 @@ class ClusterReader:
             if left <= 0:
                 raise ClusterTimeout(f"{self.server}: reading {kind} ran out of time "
                                      f"({timeout:g} s)")
-            listed = self.list(kind, left)
-            items = listed["items"]
-            ref = KINDS[kind]
-            for item in items:  # lists omit kind/apiVersion on items; objectives may want them
-                item.setdefault("kind", kind)
-                item.setdefault("apiVersion", ref.group_version)
-            objects[kind] = items
-            versions[kind] = str((listed.get("metadata") or {}).get("resourceVersion", ""))
+            objects[kind], versions[kind] = _items(kind, self.list(kind, left))
         return Snapshot(objects, versions=versions)
 
-    async def read_async(self, kinds: Iterable[str], timeout: float = 10.0,
-                         pool: ReadPool | None = None) -> Snapshot:
-        """:meth:`read` in the shared pool; waits at most ``timeout`` (queueing included)."""
-        pool = pool or default_pool()
-        kinds = set(kinds)
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(pool.executor, self.read, kinds, timeout)
+    async def read_async(self, kinds: Iterable[str], timeout: float = 10.0) -> Snapshot:
+        """:meth:`read` on the event loop (:mod:`sandbox.apihttp`, no thread): exactly one
+        LIST per kind, one after another, all within ``timeout`` seconds."""
+        wanted = sorted(set(kinds))
+        for kind in wanted:
+            if kind not in KINDS:
+                raise ValueError(f"no LIST known for kind {kind!r}")
+        cfg = self.api.configuration
+        objects: dict[str, list[dict[str, Any]]] = {}
+        versions: dict[str, str] = {}
         try:
-            return await asyncio.wait_for(fut, timeout + 0.25)
+            async with asyncio.timeout(timeout):
+                for kind in wanted:
+                    what = f"{self.server}{KINDS[kind].path}"
+                    listed = await get_json(cfg, self.credentials, KINDS[kind].path, {}, what)
+                    if not isinstance(listed, dict) or not isinstance(listed.get("items"), list):
+                        raise ClusterError(f"{what}: answer is not a list")
+                    objects[kind], versions[kind] = _items(kind, listed)
         except TimeoutError:
             raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s") from None
+        return Snapshot(objects, versions=versions)
 
     def watch_changes(self, since: Snapshot, window: float = 600.0) -> AsyncChangeNotifier:
         """Start an :class:`~sandbox.watch.AsyncChangeNotifier` for the kinds in ``since``
@@ -246,6 +222,17 @@ class ClusterReader:
         n = AsyncChangeNotifier(self, since.versions, window=window)
         n.start()
         return n
+
+
+def _items(kind: str, listed: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """A LIST's items (with the ``kind``/``apiVersion`` lists leave out: objectives may want
+    them) and its resourceVersion."""
+    items = listed["items"]
+    ref = KINDS[kind]
+    for item in items:
+        item.setdefault("kind", kind)
+        item.setdefault("apiVersion", ref.group_version)
+    return items, str((listed.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def _secs(timeout: float | tuple[float, float]) -> str:

@@ -230,7 +230,7 @@ async def test_a_slow_read_keeps_the_watch_and_retries_with_backoff(
     try:
         for _ in range(3):
             result = await svc.evaluate(cluster, CH2, EvalContext())
-            assert result.error is not None and "no answer" in result.error
+            assert result.error is not None and "within" in result.error  # a timeout
         assert svc._watches.get(cluster) is watch  # not torn down
         t0 = time.perf_counter()
         assert await svc.wait_for_change(cluster, 10.0) is True  # a retry is due ...

@@ -9,9 +9,9 @@ from collections import Counter
 
 import pytest
 
+from sandbox.apihttp import auth_headers, ssl_context
 from sandbox.httpstream import HttpStream
 from sandbox.snapshot import KINDS
-from sandbox.watch import auth_headers, ssl_context
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 

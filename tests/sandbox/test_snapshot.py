@@ -9,7 +9,7 @@ import pytest
 
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
 from sandbox.objectives import EvalContext, evaluate_all, kinds_for
-from sandbox.snapshot import KINDS, ClusterReader, ReadPool
+from sandbox.snapshot import KINDS, ClusterReader
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 from tests.sandbox.test_objectives import spec
@@ -110,7 +110,6 @@ def test_bad_kubeconfig(tmp_path: object) -> None:
 
 
 async def test_slow_cluster_does_not_delay_others(emu: KubeEmulator) -> None:
-    pool = ReadPool(max_workers=4)
     slow, fast = emu.add_cluster("slow"), [emu.add_cluster(f"fast{i}") for i in range(6)]
     for c in [slow, *fast]:
         c.put(ob.node("n1"))
@@ -119,7 +118,7 @@ async def test_slow_cluster_does_not_delay_others(emu: KubeEmulator) -> None:
 
     async def timed(name: str, timeout: float) -> tuple[str, float, bool]:
         try:
-            await reader(emu, name).read_async({"Node", "Pod"}, timeout, pool=pool)
+            await reader(emu, name).read_async({"Node", "Pod"}, timeout)
             ok = True
         except ClusterTimeout:
             ok = False
@@ -132,7 +131,6 @@ async def test_slow_cluster_does_not_delay_others(emu: KubeEmulator) -> None:
     fast_times = [by_name[c.name][0] for c in fast]
     assert all(by_name[c.name][1] for c in fast)
     assert max(fast_times) < 0.4, fast_times  # not held up by the slow one
-    pool.shutdown()
 
 
 async def test_change_notifier_fires_fast_and_is_quiet_when_idle(emu: KubeEmulator,
@@ -167,3 +165,36 @@ async def test_change_between_read_and_watch_is_seen(emu: KubeEmulator, name: st
         assert await notifier.wait(2.0)
     finally:
         notifier.stop()
+
+
+async def test_async_read_matches_the_official_clients_and_maps_failures(
+        emu: KubeEmulator, name: str) -> None:
+    """The bot's reads (on the event loop) give the same snapshot as ``kepler verify``'s
+    (the official client), and say plainly what went wrong."""
+    r = ClusterReader.from_kubeconfig(emu.kubeconfig_dict(name))  # TLS + bearer token
+    kinds = {"Node", "Namespace", "Pod", "Deployment"}
+    sync, got = r.read(kinds, 5), await r.read_async(kinds, 5)
+    assert got.objects == sync.objects and set(got.versions) == kinds
+    with pytest.raises(ValueError, match="no LIST known"):
+        await r.read_async({"Gadget"}, 5)
+
+    untrusted = emu.configuration(name, tls=True)
+    untrusted.ssl_ca_cert = None  # the system's authorities do not know the emulator's
+    with pytest.raises(ClusterUnreachable, match="certificate not trusted"):
+        await ClusterReader.from_configuration(untrusted).read_async({"Node"}, 5)
+
+    wrong = ClusterReader.from_configuration(emu.configuration(name, token="nope-123456789"))
+    with pytest.raises(ClusterForbidden) as caught:
+        await wrong.read_async({"Node"}, 5)
+    assert "401" in str(caught.value) and "nope-123456789" not in str(caught.value)
+
+    emu[name].fail(500, "GET", KINDS["Pod"].path + "$")
+    with pytest.raises(ClusterError, match="500"):
+        await r.read_async({"Pod"}, 5)
+
+    emu[name].unreachable = True
+    try:
+        with pytest.raises(ClusterUnreachable, match="connection"):
+            await r.read_async({"Node"}, 5)
+    finally:
+        emu[name].unreachable = False

@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
+from sandbox.apihttp import auth_headers
 from sandbox.errors import ClusterForbidden
 from sandbox.snapshot import KINDS, ClusterReader
-from sandbox.watch import AsyncChangeNotifier, auth_headers
+from sandbox.watch import AsyncChangeNotifier
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 
