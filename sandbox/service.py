@@ -34,6 +34,7 @@ from kubernetes import client
 
 from bot.content.schema import Drill, FactCheck
 from bot.engine.ports import CheckResult
+from sandbox.apihttp import Observe
 from sandbox.backends.base import SandboxBackend, SandboxError
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.errors import ClusterError, ClusterTimeout
@@ -96,14 +97,17 @@ class ClusterService:
         timeout: float = 5.0,
         on_use: object | None = None,
         instrument: Callable[[client.ApiClient], object] | None = None,
+        observe: Observe | None = None,
     ):
         """``on_use`` is an optional async callable(learner_id) run before each read, e.g. the
         lifecycle manager's ``touch`` that resumes a paused sandbox. ``instrument`` is called
-        with each learner ApiClient made (metrics count its requests)."""
+        with each learner ApiClient made (metrics count its requests); ``observe`` hears of
+        each request the event-loop reads and watches send (they bypass the ApiClient)."""
         self.backend = backend
         self.timeout = timeout
         self.on_use = on_use
         self.instrument = instrument
+        self.observe = observe
         self._readers: dict[str, _Reader] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._flights: dict[str, _Flights] = {}
@@ -125,6 +129,7 @@ class ClusterService:
             if self.instrument is not None:
                 self.instrument(api)
             fresh = _Reader(ClusterReader(api), time.monotonic())
+            fresh.reader.observe = self.observe
             self._readers[learner_id] = fresh
             if cached:
                 cached.reader.close()

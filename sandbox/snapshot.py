@@ -46,7 +46,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
-from sandbox.apihttp import Credentials, get_json
+from sandbox.apihttp import Credentials, Observe, get_json
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
 from sandbox.objectives import Snapshot
 
@@ -98,6 +98,7 @@ class ClusterReader:
     def __init__(self, api_client: client.ApiClient):
         self.api = api_client
         self.credentials = Credentials(api_client.configuration)  # reads and watches share it
+        self.observe: Observe | None = None  # hears of each async request (metrics)
         host = urlsplit(api_client.configuration.host or "")
         self.server = f"{host.scheme}://{host.netloc}{host.path}"
 
@@ -206,7 +207,8 @@ class ClusterReader:
             async with asyncio.timeout(timeout):
                 for kind in wanted:
                     what = f"{self.server}{KINDS[kind].path}"
-                    listed = await get_json(cfg, self.credentials, KINDS[kind].path, {}, what)
+                    listed = await get_json(cfg, self.credentials, KINDS[kind].path, {}, what,
+                                            self.observe)
                     if not isinstance(listed, dict) or not isinstance(listed.get("items"), list):
                         raise ClusterError(f"{what}: answer is not a list")
                     objects[kind], versions[kind] = _items(kind, listed)

@@ -92,7 +92,7 @@ class AsyncChangeNotifier:
     async def _get(self, path: str, query: dict[str, str]) -> tuple[HttpStream, h11.Response]:
         self.requests += 1
         return await open_get(self.reader.api.configuration, self.reader.credentials, path,
-                              query)
+                              query, self.reader.observe)
 
     async def _list_version(self, kind: str) -> str:
         """A fresh resourceVersion for ``kind`` (``LIST ?limit=1``)."""
@@ -100,7 +100,8 @@ class AsyncChangeNotifier:
         self.requests += 1
         async with asyncio.timeout(CONNECT_TIMEOUT):
             listed = await get_json(self.reader.api.configuration, self.reader.credentials,
-                                    path, {"limit": "1"}, f"{self.reader.server}{path}")
+                                    path, {"limit": "1"}, f"{self.reader.server}{path}",
+                                    self.reader.observe)
         return str(((listed or {}).get("metadata") or {}).get("resourceVersion", ""))
 
     async def _stream(self, kind: str, rv: str, window: int) -> tuple[str, bool, int]:

@@ -203,6 +203,11 @@ class Metrics:
         api._kepler_metered = True
         return api
 
+    def learner_request(self, method: str, code: str) -> None:
+        """One request to a learner's cluster sent outside an ApiClient (the bot's reads and
+        watches on the event loop); ``code`` is ``2xx``, ``4xx``, … or ``error``."""
+        self.kube_requests.labels("learner", method, code).inc()
+
     def llm_usage(
         self,
         *,

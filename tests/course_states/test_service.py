@@ -13,6 +13,7 @@ import pytest
 from bot.content.schema import FactCheck
 from bot.engine.ports import CheckResult
 from sandbox.apply import load_manifests
+from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.objectives import EvalContext, kinds_for
 from sandbox.service import ClusterService
 from sandbox.snapshot import KINDS
@@ -256,3 +257,31 @@ def _touched_pod(emu: KubeEmulator, cluster: str) -> dict:
     assert pod is not None
     pod["metadata"].setdefault("labels", {})["touched"] = str(time.time())
     return pod
+
+
+async def test_reads_and_watches_are_counted_for_metrics(emu: KubeEmulator) -> None:
+    """They bypass the ApiClient (whose requests ``instrument`` counts), so the service
+    reports each of them to ``observe``: the operator's request metrics stay whole."""
+    from bot.ops.metrics import Metrics
+
+    station = S.after(2)
+    cluster = seed(emu, "metered", station)
+    metrics = Metrics()
+    svc = ClusterService(KubeconfigBackend(config_dict=emu.kubeconfig_dict(cluster)),
+                         observe=metrics.learner_request)
+    assert (await svc.evaluate(cluster, CH2, station.context())).all_passed
+    assert await svc.wait_for_change(cluster, 0.3) is False  # the watches are open now
+    emu[cluster].unreachable = True
+    try:
+        assert (await svc.evaluate(cluster, CH2, station.context())).error
+    finally:
+        emu[cluster].unreachable = False
+    page = metrics.render().decode()
+    lists, watched = len(kinds_for(CH2)), len(kinds_for(CH2) - {"Event"})
+    ok = [ln for ln in page.splitlines() if ln.startswith("kepler_kube_requests_total{")
+          and 'target="learner"' in ln and 'code="2xx"' in ln]
+    assert ok and float(ok[0].rsplit(" ", 1)[1]) == lists + watched
+    assert any('code="error"' in ln and 'target="learner"' in ln for ln in page.splitlines()
+               if ln.startswith("kepler_kube_requests_total{"))
+    svc.forget(cluster)
+    await svc.aclose()

@@ -228,7 +228,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     ops.health.register("gateway", discord_gateway_check(bot))
     service = ClusterService(
         backend, timeout=settings.float("check_timeout"), on_use=manager.touch,
-        instrument=ops.metrics.instrument_client,
+        instrument=ops.metrics.instrument_client, observe=ops.metrics.learner_request,
     )
     stack.push_async_callback(service.aclose)  # the watch streams
     voice = build_voice(
