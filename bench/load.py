@@ -102,6 +102,43 @@ class Emulator:
             self.proc.kill()
 
 
+class Emulators:
+    """The clusters spread over ``n`` emulator processes (cluster ``l<i>`` on shard i mod n).
+
+    One Python process serving every learner's watch streams runs a thread per connection
+    (~6,000 at 1,000 learners) behind one GIL; under load it could collapse into a futex storm
+    (load average in the thousands, the CPU all kernel time) that starved the bot as well.
+    Shards keep each process's thread count, and its GIL queue, a fraction of that."""
+
+    def __init__(self, n: int):
+        self.shards = [Emulator() for _ in range(n)]
+
+    def _of(self, name: str) -> Emulator:
+        return self.shards[int(name.lstrip("l")) % len(self.shards)]
+
+    async def acall(self, op: str, *args: Any) -> Any:
+        if op == "seed":
+            (clusters,) = args
+            parts: dict[int, dict[str, Any]] = defaultdict(dict)
+            for name, objs in clusters.items():
+                parts[self.shards.index(self._of(name))][name] = objs
+            got = await asyncio.gather(*(self.shards[i].acall("seed", part)
+                                         for i, part in parts.items()))
+            return {k: v for d in got for k, v in d.items()}
+        if op in ("set", "fault"):
+            return await self._of(args[0]).acall(op, *args)
+        if op == "count":
+            got = await asyncio.gather(*(e.acall("count", *args) for e in self.shards))
+            return {k: v for d in got for k, v in d.items()}
+        if op == "cpu":
+            return sum(await asyncio.gather(*(e.acall("cpu") for e in self.shards)))
+        return await self.shards[0].acall(op, *args)  # "now": one clock for all
+
+    def stop(self) -> None:
+        for e in self.shards:
+            e.stop()
+
+
 class Learners(KubeconfigBackend):
     """Learner id → its own kubeconfig (a logical cluster of the emulator)."""
 
@@ -181,7 +218,8 @@ def threads() -> int:
 
 
 async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float,
-              settle_s: float = 20.0, sampler: StallSampler | None = None) -> dict:
+              settle_s: float = 20.0, sampler: StallSampler | None = None,
+              shards: int = 4) -> dict:
     from tests.course_states import states
     from tests.discord.world import World
     from tests.fakes import CannedVoice
@@ -190,7 +228,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
     course = load_course()
     before = {c: states.before(c).objects() for c in CHAPTERS}
     after = {c: states.after(c, with_drill=False).objects() for c in CHAPTERS}
-    emu = Emulator()
+    emu = Emulators(shards)
     tmp = tempfile.TemporaryDirectory(prefix="kepler-bench-")
     stats = Stats()
     try:
@@ -454,6 +492,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "cpu_active_s": round(cpu_active, 1),
             "cpu_share_of_core": cpu_active / (a1 - a0),
             "emulator_cpu_share_of_core": emu_cpu_active / (a1 - a0),
+            "emulator_processes": shards,
             "check_read_p50": pct(stats.check_seconds, 50),
             "check_read_p95": pct(stats.check_seconds, 95),
             "check_read_max": max(stats.check_seconds, default=float("nan")),
@@ -483,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settle-seconds", type=float, default=20.0,
                    help="after the first checks, before the idle phase is measured")  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--emulators", type=int, default=4,
+                   help="emulator processes the clusters are spread over")  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--stalls", action="store_true",
                    help="sample the loop thread's stack while it is >0.2 s late; time GC")  # fmt: skip
@@ -494,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     sampler = StallSampler() if args.stalls else None
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
-                          args.explicit, args.settle_seconds, sampler))  # fmt: skip
+                          args.explicit, args.settle_seconds, sampler,
+                          args.emulators))  # fmt: skip
     if sampler is not None:
         out.update(sampler.report())
     out["machine"] = machine()

@@ -18,6 +18,10 @@ ROWS = [
     ("threads in the bot process, active", "threads_active", "{:d}"),
     ("CPU per check (ms) / share of one core, active", None, None),
     ("store rows written / s, busiest second", "store_rows_per_s_peak", "{:d}"),
+    ("emulator CPU, share of one core, active", None, None),
+    ("check's cluster read p50 / p95 (s); failed reads, active", None, None),
+    ("full GC: objects tracked / CPU of one collection (s)", None, None),
+    ("longest GC pause, wall (s)", None, None),
 ]
 
 
@@ -38,7 +42,17 @@ def cell(d: dict, label: str, key: str | None, fmt: str | None) -> str:
         return f"{d['rss_per_learner_kib_idle']:.0f} / {d['rss_per_learner_kib_active']:.0f}"
     if label.startswith("CPU"):
         return f"{d['cpu_ms_per_check']:.1f} / {d['cpu_share_of_core']:.2f}"
-    return ""
+    # fields the harness gained later (--stalls): "–" for older runs
+    if label.startswith("emulator") and "emulator_cpu_share_of_core" in d:
+        return f"{d['emulator_cpu_share_of_core']:.2f}"
+    if label.startswith("check's") and "check_read_p50" in d:
+        return (f"{d['check_read_p50']:.2f} / {d['check_read_p95']:.2f}; "
+                f"{d['check_errors_active']}")
+    if label.startswith("full GC") and "gc_tracked_objects" in d:
+        return f"{d['gc_tracked_objects']:,} / {d['gc_full_collect_wall_cpu_s'][1]:.2f}"
+    if label.startswith("longest GC") and "gc" in d:
+        return f"{max(g['max_s'] for g in d['gc'].values()):.2f}"
+    return "–"
 
 
 def main(paths: list[str]) -> None:
