@@ -201,6 +201,15 @@ class ClusterReader:
             if kind not in KINDS:
                 raise ValueError(f"no LIST known for kind {kind!r}")
         cfg = self.api.configuration
+        if cfg.proxy or getattr(cfg, "tls_server_name", None):
+            # kubeconfig settings only the official client honours (proxy-url,
+            # tls-server-name): its synchronous read, in a thread
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(self.read, wanted, timeout),
+                                              timeout + 0.25)
+            except TimeoutError:
+                raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s"
+                                     ) from None
         objects: dict[str, list[dict[str, Any]]] = {}
         versions: dict[str, str] = {}
         try:

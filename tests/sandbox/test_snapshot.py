@@ -198,3 +198,22 @@ async def test_async_read_matches_the_official_clients_and_maps_failures(
             await r.read_async({"Node"}, 5)
     finally:
         emu[name].unreachable = False
+
+
+async def test_settings_only_the_official_client_knows_use_its_read(
+        emu: KubeEmulator, name: str) -> None:
+    """A kubeconfig's ``proxy-url`` or ``tls-server-name`` is honoured by the official client
+    only: with either set, the async read runs the official client's read in a thread (seen
+    here by the event-loop request hook staying silent)."""
+    cfg = emu.configuration(name, tls=True)
+    cfg.tls_server_name = "localhost"  # on the emulator's certificate too
+    r = ClusterReader.from_configuration(cfg)
+    heard: list[tuple[str, str]] = []
+    r.observe = lambda method, code: heard.append((method, code))
+    snap = await r.read_async({"Node", "Namespace"}, 5)
+    assert snap.objects == r.read({"Node", "Namespace"}, 5).objects
+    assert heard == []
+    plain = ClusterReader.from_configuration(emu.configuration(name, tls=True))
+    plain.observe = r.observe
+    await plain.read_async({"Node", "Namespace"}, 5)
+    assert heard == [("GET", "2xx"), ("GET", "2xx")]
