@@ -174,18 +174,14 @@ class ClusterReader:
             out = json.loads(data)
         except ValueError:
             raise ClusterError(f"{self.server}{ref.path}: answer is not JSON") from None
-        if not isinstance(out, dict) or not isinstance(out.get("items"), list):
-            raise ClusterError(f"{self.server}{ref.path}: answer is not a list")
-        return out
+        return _as_list(out, f"{self.server}{ref.path}")
 
     def read(self, kinds: Iterable[str], timeout: float = 10.0) -> Snapshot:
         """Exactly one LIST per kind, all within ``timeout`` seconds in total."""
         deadline = time.monotonic() + timeout
         objects: dict[str, list[dict[str, Any]]] = {}
         versions: dict[str, str] = {}
-        for kind in sorted(set(kinds)):
-            if kind not in KINDS:
-                raise ValueError(f"no LIST known for kind {kind!r}")
+        for kind in _known(kinds):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ClusterTimeout(f"{self.server}: reading {kind} ran out of time "
@@ -196,31 +192,22 @@ class ClusterReader:
     async def read_async(self, kinds: Iterable[str], timeout: float = 10.0) -> Snapshot:
         """:meth:`read` on the event loop (:mod:`sandbox.apihttp`, no thread): exactly one
         LIST per kind, one after another, all within ``timeout`` seconds."""
-        wanted = sorted(set(kinds))
-        for kind in wanted:
-            if kind not in KINDS:
-                raise ValueError(f"no LIST known for kind {kind!r}")
+        wanted = _known(kinds)
         cfg = self.api.configuration
-        if cfg.proxy or getattr(cfg, "tls_server_name", None):
-            # kubeconfig settings only the official client honours (proxy-url,
-            # tls-server-name): its synchronous read, in a thread
-            try:
-                return await asyncio.wait_for(asyncio.to_thread(self.read, wanted, timeout),
-                                              timeout + 0.25)
-            except TimeoutError:
-                raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s"
-                                     ) from None
         objects: dict[str, list[dict[str, Any]]] = {}
         versions: dict[str, str] = {}
         try:
+            if cfg.proxy or getattr(cfg, "tls_server_name", None):
+                # kubeconfig settings only the official client honours (proxy-url,
+                # tls-server-name): its synchronous read, in a thread
+                return await asyncio.wait_for(asyncio.to_thread(self.read, wanted, timeout),
+                                              timeout + 0.25)
             async with asyncio.timeout(timeout):
                 for kind in wanted:
                     what = f"{self.server}{KINDS[kind].path}"
                     listed = await get_json(cfg, self.credentials, KINDS[kind].path, {}, what,
                                             self.observe)
-                    if not isinstance(listed, dict) or not isinstance(listed.get("items"), list):
-                        raise ClusterError(f"{what}: answer is not a list")
-                    objects[kind], versions[kind] = _items(kind, listed)
+                    objects[kind], versions[kind] = _items(kind, _as_list(listed, what))
         except TimeoutError:
             raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s") from None
         return Snapshot(objects, versions=versions)
@@ -233,6 +220,21 @@ class ClusterReader:
         n = AsyncChangeNotifier(self, since.versions, window=window)
         n.start()
         return n
+
+
+def _known(kinds: Iterable[str]) -> list[str]:
+    """The kinds, sorted and de-duplicated; ``ValueError`` for one with no LIST here."""
+    wanted = sorted(set(kinds))
+    for kind in wanted:
+        if kind not in KINDS:
+            raise ValueError(f"no LIST known for kind {kind!r}")
+    return wanted
+
+
+def _as_list(listed: Any, what: str) -> dict[str, Any]:
+    if not isinstance(listed, dict) or not isinstance(listed.get("items"), list):
+        raise ClusterError(f"{what}: answer is not a list")
+    return listed
 
 
 def _items(kind: str, listed: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:

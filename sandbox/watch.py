@@ -27,13 +27,17 @@ from collections.abc import Mapping
 
 import h11
 
-from sandbox.apihttp import CONNECT_TIMEOUT, get_json, map_error, open_get, status_error
+from sandbox.apihttp import (
+    CONNECT_TIMEOUT,
+    MAX_BODY,
+    get_json,
+    map_error,
+    open_get,
+    status_error,
+)
 from sandbox.errors import ClusterError, ClusterForbidden
 from sandbox.httpstream import HttpStream
 from sandbox.snapshot import KINDS, NOT_WATCHED, ClusterReader
-
-MAX_LINE = 64 * 1024 * 1024  # one watch event; far above any sane object
-
 
 # --- the notifier ------------------------------------------------------------------------
 
@@ -125,7 +129,7 @@ class AsyncChangeNotifier:
                 async for chunk in stream.body():
                     deadline.reschedule(loop.time() + quiet)
                     buf += chunk
-                    if len(buf) > MAX_LINE:
+                    if len(buf) > MAX_BODY:
                         raise ClusterError(f"{what}: watch event too large")
                     *lines, buf = buf.split(b"\n")
                     for line in lines:
