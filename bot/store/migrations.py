@@ -140,4 +140,9 @@ MIGRATIONS: list[str] = [
         since REAL NOT NULL
     );
     """,
+    # 5 (hosts): which host cluster holds each sandbox ('' = the only one, HOST_KUBECONFIG)
+    """
+    ALTER TABLE sandboxes ADD COLUMN host TEXT NOT NULL DEFAULT '';
+    CREATE INDEX sandboxes_by_host ON sandboxes(host, phase);
+    """,
 ]

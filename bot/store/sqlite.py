@@ -528,7 +528,7 @@ class SQLiteStore:
             learner_id=row["learner_id"], backend=row["backend"], name=row["name"],
             phase=row["phase"], created=row["created"], last_active=row["last_active"],
             guild=row["guild"], expires_at=row["expires_at"], warned=bool(row["warned"]),
-            paused_at=row["paused_at"], error=row["error"],
+            paused_at=row["paused_at"], error=row["error"], host=row["host"],
         )  # fmt: skip
 
     async def get_sandbox(self, learner_id: str) -> SandboxRecord | None:
@@ -539,14 +539,15 @@ class SQLiteStore:
         r = record
         await self._write(
             "INSERT INTO sandboxes(learner_id, backend, name, phase, guild, created, last_active,"
-            " expires_at, warned, paused_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " expires_at, warned, paused_at, error, host)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(learner_id) DO UPDATE SET backend = excluded.backend,"
             " name = excluded.name, phase = excluded.phase, guild = excluded.guild,"
             " created = excluded.created, last_active = excluded.last_active,"
             " expires_at = excluded.expires_at, warned = excluded.warned,"
-            " paused_at = excluded.paused_at, error = excluded.error",
+            " paused_at = excluded.paused_at, error = excluded.error, host = excluded.host",
             (r.learner_id, r.backend, r.name, r.phase, r.guild, r.created, r.last_active,
-             r.expires_at, int(r.warned), r.paused_at, r.error),
+             r.expires_at, int(r.warned), r.paused_at, r.error, r.host),
         )  # fmt: skip
 
     async def delete_sandbox(self, learner_id: str) -> None:

@@ -54,6 +54,7 @@ class SandboxInfo:
     created: float  # epoch seconds
     last_active: float | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    host: str = ""  # the host cluster it lives on ("" when there is only one)
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.created)
@@ -77,6 +78,7 @@ class SandboxRecord:
     warned: bool = False
     paused_at: float | None = None
     error: str = ""
+    host: str = ""  # the host cluster that holds it ("" when there is only one)
 
 
 @dataclass(frozen=True)
