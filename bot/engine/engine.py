@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakValueDictionary
 
 from bot.content.course import BeatRef, Course
 from bot.content.schema import Beat, QuestionBeat, TaskBeat
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_INPUT = 4000
 JUDGE_TIMEOUT = 30.0
 PROFILE_FIELDS = ("style", "review", "feedback", "environment")
+_MUTABLE = ("chapter", "beat", "emitted", "state", "data", "pacing", "quorum")
 
 
 class InputError(ValueError):
@@ -64,8 +66,10 @@ class Engine:
         self.idle_after = idle_after
         self.clock = clock
         self.observe = observe or (lambda event, **fields: None)
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._send_locks: dict[int, asyncio.Lock] = {}
+        # Locks live while someone holds or awaits them: a finished mission's lock is
+        # forgotten, so ten thousand missions leave no trace here.
+        self._locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
+        self._send_locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
 
     # --- missions and crews -------------------------------------------------------------
 
@@ -101,8 +105,7 @@ class Engine:
         async with self._lock(mission.id), self.store.unit():
             intro = self._catch_up_notice(start_at) if start_at > 0 else []
             if pacing == "self-paced" and address.kind == "channel":
-                mission = replace(mission, state="hub")
-                await self.store.save_mission(mission)
+                mission = replace(mission, state="hub")  # saved by _advance below
                 intro.append(
                     Outgoing(
                         kind="notice",
@@ -149,14 +152,35 @@ class Engine:
     async def set_pacing(
         self, mission_id: int, pacing: Pacing, quorum: float | None = None
     ) -> None:
-        mission = await self._mission(mission_id)
-        if mission.state == "hub" or pacing == "self-paced":
-            raise InputError("Self-paced crews are chosen when the mission starts.")
-        new = replace(
-            mission, pacing=pacing, quorum=quorum if quorum is not None else mission.quorum
-        )
-        await self.store.save_mission(new)
-        await self._reconsider(mission_id)
+        """Change how a crew's gates open; the new rule may open the current gate at once."""
+        async with self._lock(mission_id), self.store.unit():
+            mission = await self._mission(mission_id)
+            if mission.state == "hub" or pacing == "self-paced":
+                raise InputError("Self-paced crews are chosen when the mission starts.")
+            changes: dict[str, Any] = {"pacing": pacing}
+            if quorum is not None:
+                changes["quorum"] = quorum
+            await self.store.update_mission(mission_id, **changes)
+            if mission.state == "running":
+                await self._advance(replace(mission, **changes))
+        await self.deliver(mission_id)
+
+    async def close(self, mission_id: int) -> bool:
+        """Close a mission for good (an admin's teardown); False if it was closed already."""
+        async with self._lock(mission_id), self.store.unit():
+            mission = await self._mission(mission_id)
+            if mission.state == "closed":
+                return False
+            await self.store.update_mission(mission_id, state="closed")
+        return True
+
+    async def close_guild(self, guild: str | None) -> int:
+        """Close every open mission of one server; return how many were closed."""
+        closed = 0
+        for mission in await self.store.all_missions():
+            if mission.guild == guild and mission.state != "closed":
+                closed += await self.close(mission.id)
+        return closed
 
     async def tick(self) -> None:
         """Re-open gates that idle members were holding shut; call every minute or so."""
@@ -396,7 +420,7 @@ class Engine:
 
     async def deliver(self, mission_id: int) -> int:
         """Send the mission's unsent messages in order; stop at the first transport failure."""
-        lock = self._send_locks.setdefault(mission_id, asyncio.Lock())
+        lock = _lock_in(self._send_locks, mission_id)
         sent = 0
         async with lock:
             mission = await self._mission(mission_id)
@@ -443,8 +467,19 @@ class Engine:
             if not await self._gate_open(mission, ref, beat):
                 break
             mission = self._step(mission)
-        await self.store.save_mission(mission)
+        await self._save(mission)
         return mission
+
+    async def _save(self, mission: Mission) -> None:
+        """Write only the fields that differ from the stored row (inside the mission's lock
+        and a unit): a field this change did not touch is never written back stale."""
+        stored = await self._mission(mission.id)
+        changes = {
+            name: getattr(mission, name)
+            for name in _MUTABLE
+            if getattr(mission, name) != getattr(stored, name)
+        }
+        await self.store.update_mission(mission.id, **changes)
 
     def _step(self, mission: Mission) -> Mission:
         """Move the cursor to the next beat, honouring the hands-on order for this chapter."""
@@ -506,7 +541,7 @@ class Engine:
             mission = await self._mission(mission_id)
             drills = dict(mission.data.get("drills", {}))
             drills[key] = {**drills.get(key, {}), learner_id: started.timestamp()}
-            await self.store.save_mission(replace(mission, data={**mission.data, "drills": drills}))
+            await self.store.update_mission(mission_id, data={**mission.data, "drills": drills})
             await self.store.enqueue(mission_id, [line_message(line) for line in beat.drill.lines])
         await self.deliver(mission_id)
 
@@ -632,7 +667,7 @@ class Engine:
     # --- helpers ------------------------------------------------------------------------
 
     def _lock(self, mission_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(mission_id, asyncio.Lock())
+        return _lock_in(self._locks, mission_id)
 
     async def _mission(self, mission_id: int) -> Mission:
         mission = await self.store.get_mission(mission_id)
@@ -684,6 +719,14 @@ class Engine:
             "cluster. Use the catch-up command to apply those chapters' solutions in one step."
         )
         return [Outgoing(kind="notice", text=text)]
+
+
+def _lock_in(locks: WeakValueDictionary[int, asyncio.Lock], key: int) -> asyncio.Lock:
+    """The lock for ``key``: the one in use, or a new one the caller keeps alive."""
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    return lock
 
 
 def _pick_choice(beat: QuestionBeat, text: str) -> str | None:

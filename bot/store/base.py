@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.engine.pacing import Pacing
 from bot.engine.ports import Address, Outgoing
@@ -47,6 +47,10 @@ class Store(Protocol):
     async def all_missions(self) -> list[Mission]: ...
 
     async def save_mission(self, mission: Mission) -> None: ...
+
+    async def update_mission(self, mission_id: int, **changes: Any) -> None:
+        """Write only these fields (chapter, beat, emitted, state, data, pacing, quorum)."""
+        ...
 
     async def add_member(self, mission_id: int, learner_id: str) -> None: ...
 

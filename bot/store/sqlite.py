@@ -33,6 +33,8 @@ from bot.store.records import (
 )
 from sandbox.backends.base import SandboxRecord, WaitlistEntry
 
+_MISSION_COLUMNS = frozenset({"chapter", "beat", "emitted", "state", "data", "pacing", "quorum"})
+
 _in_unit: contextvars.ContextVar[bool] = contextvars.ContextVar("kepler_store_unit", default=False)
 
 
@@ -250,6 +252,20 @@ class SQLiteStore:
 
     async def all_missions(self) -> list[Mission]:
         return [self._mission(r) for r in await self._rows("SELECT * FROM missions ORDER BY id")]
+
+    async def update_mission(self, mission_id: int, **changes: Any) -> None:
+        """Write only the named columns: a concurrent change to another column survives."""
+        if not changes:
+            return
+        unknown = set(changes) - _MISSION_COLUMNS
+        if unknown:
+            raise ValueError(f"not mission columns: {sorted(unknown)}")
+        values = [
+            json.dumps(v) if k == "data" else int(v) if k == "emitted" else v
+            for k, v in changes.items()
+        ]
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        await self._write(f"UPDATE missions SET {sets} WHERE id = ?", (*values, mission_id))
 
     async def save_mission(self, mission: Mission) -> None:
         await self._write(

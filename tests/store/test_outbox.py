@@ -55,8 +55,8 @@ class CrashInUnit(SQLiteStore):
 
     armed = False
 
-    async def save_mission(self, mission):  # type: ignore[no-untyped-def]
-        await super().save_mission(mission)
+    async def update_mission(self, mission_id, **changes):  # type: ignore[no-untyped-def]
+        await super().update_mission(mission_id, **changes)
         if self.armed:
             raise Crash
 

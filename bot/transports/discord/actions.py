@@ -12,7 +12,6 @@ import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
 from typing import Any
 
 import discord
@@ -399,11 +398,7 @@ class Actions:
                     deleted += bool(await self.manager.delete(record.learner_id, "server teardown"))
                 except Exception as exc:
                     log.warning("teardown: %s", exc)
-        closed = 0
-        for mission in await self.store.all_missions():
-            if mission.guild == guild and mission.state != "closed":
-                await self.store.save_mission(replace(mission, state="closed"))
-                closed += 1
+        closed = await self.engine.close_guild(guild)
         await self._say(interaction, f"Closed {closed} missions and deleted {deleted} clusters.")
 
     # --- helpers ------------------------------------------------------------------------
