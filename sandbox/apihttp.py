@@ -5,6 +5,14 @@ watches, go through :class:`~sandbox.httpstream.HttpStream` on the event loop in
 the same credentials: host, CA file, client certificate, ``verify_ssl`` and the bearer token
 from ``auth_settings()``. Tokens are sent only in the ``Authorization`` header and never put
 in an error text. Failures become :class:`~sandbox.errors.ClusterError` subclasses.
+
+Short reads (:func:`get_json`: the LISTs of a check) reuse connections. Opening one costs a TLS
+handshake, and a check reads 2-8 kinds one after another: with ``Connection: close`` the
+handshakes were most of the bot's CPU at 1,000 learners (``ssl.do_handshake`` topped the
+profile). :class:`Pool` keeps a few idle keep-alive connections per learner cluster, bounded
+per cluster, in total and in idle time, and remembers each server's TLS session so that a new
+connection resumes it. A pooled connection the server closed meanwhile is retried once on a
+fresh one (GETs are idempotent). Watches keep their own connection for their whole life.
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Callable
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import h11
 from kubernetes import client
@@ -27,6 +37,10 @@ from sandbox.httpstream import HttpStream
 CONNECT_TIMEOUT = 10.0
 HEADERS_TTL = 60.0  # seconds the auth headers are reused before asking the config again
 MAX_BODY = 64 * 1024 * 1024  # one LIST or watch event; far above any sane answer
+IDLE_TIMEOUT = 30.0  # seconds an unused connection is kept (servers close after 60-120 s)
+MAX_IDLE_PER_CLUSTER = 2  # a learner's reads run one after another: one is usually enough
+MAX_IDLE_TOTAL = 2048  # beyond this the least recently used idle connection is closed
+RETRY_AFTER_MAX = 5.0  # a 429/503 asking to wait longer than this is an error at once
 
 Observe = Callable[[str, str], object]  # (method, "2xx"/"4xx"/…/"error"): metrics
 
@@ -101,19 +115,151 @@ class Credentials:
         self._headers = None
 
 
+Key = tuple[Hashable, ...]
+
+
+class Pool:
+    """Idle keep-alive connections of one event loop, per learner cluster, bounded.
+
+    At most :data:`MAX_IDLE_PER_CLUSTER` idle connections per cluster and
+    :data:`MAX_IDLE_TOTAL` in all (the least recently used goes first), none kept longer than
+    :data:`IDLE_TIMEOUT`. A connection is in the pool only while idle: a request takes it
+    out and gives it back once its answer was read whole, so a cluster's open connections are
+    its requests in flight (one at a time for a learner's reads) plus its idle ones. TLS
+    sessions are kept per server (origin and TLS settings) to resume new connections."""
+
+    def __init__(self, per_cluster: int = MAX_IDLE_PER_CLUSTER, total: int = MAX_IDLE_TOTAL,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+        self.per_cluster = per_cluster
+        self.total = total
+        self.idle_timeout = idle_timeout
+        self._idle: OrderedDict[HttpStream, tuple[Key, float]] = OrderedDict()  # LRU first
+        self._by_key: dict[Key, list[HttpStream]] = {}
+        self._sessions: dict[Key, ssl.SSLSession] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self.opened = self.reused = self.resumed = 0  # counters for the bench and tests
+
+    def __len__(self) -> int:
+        return len(self._idle)
+
+    def take(self, key: Key) -> HttpStream | None:
+        """The most recently used idle connection of ``key`` still open, if any."""
+        self.prune()
+        streams = self._by_key.get(key)
+        while streams:
+            stream = streams.pop()
+            self._idle.pop(stream, None)
+            if not streams:
+                del self._by_key[key]
+            if stream.alive:
+                self.reused += 1
+                return stream
+            stream.close()
+        return None
+
+    def give(self, key: Key, stream: HttpStream) -> None:
+        """Back to the pool after a whole answer (closed instead if it cannot be reused)."""
+        if not stream.recycle() or self.per_cluster <= 0 or self.total <= 0:
+            stream.close()
+            return
+        streams = self._by_key.setdefault(key, [])
+        if len(streams) >= self.per_cluster:
+            self._drop(streams[0])
+        while len(self._idle) >= self.total:
+            self._drop(next(iter(self._idle)))
+        streams = self._by_key.setdefault(key, [])
+        streams.append(stream)
+        self._idle[stream] = (key, time.monotonic())
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.idle_timeout, self._tick)
+
+    def session(self, server: Key) -> ssl.SSLSession | None:
+        return self._sessions.get(server)
+
+    def remember(self, server: Key, stream: HttpStream) -> None:
+        """Keep ``stream``'s TLS session to resume the next connection to ``server``."""
+        session = stream.session
+        if session is None:
+            return
+        if stream.session_reused:
+            self.resumed += 1
+        if server not in self._sessions and len(self._sessions) >= 4 * self.total:
+            self._sessions.clear()
+        self._sessions[server] = session
+
+    def prune(self) -> None:
+        """Close idle connections older than the idle timeout."""
+        limit = time.monotonic() - self.idle_timeout
+        while self._idle:
+            stream, (_key, since) = next(iter(self._idle.items()))
+            if since > limit:
+                break
+            self._drop(stream)
+
+    def close(self) -> None:
+        for stream in list(self._idle):
+            self._drop(stream)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _drop(self, stream: HttpStream) -> None:
+        key, _since = self._idle.pop(stream)
+        streams = self._by_key[key]
+        streams.remove(stream)
+        if not streams:
+            del self._by_key[key]
+        stream.close()
+
+    def _tick(self) -> None:
+        """Idle connections are closed even when no request comes to notice them."""
+        self._timer = None
+        self.prune()
+        if self._idle:  # next when the oldest idle connection expires
+            _key, since = next(iter(self._idle.values()))
+            self._timer = asyncio.get_running_loop().call_later(
+                max(0.01, since + self.idle_timeout - time.monotonic()), self._tick)
+
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool] = weakref.WeakKeyDictionary()
+
+
+def pool() -> Pool:
+    """The running event loop's connection pool (connections belong to one loop)."""
+    loop = asyncio.get_running_loop()
+    found = _pools.get(loop)
+    if found is None:
+        found = _pools[loop] = Pool()
+    return found
+
+
+def _target(cfg: client.Configuration, path: str, query: dict[str, str]
+            ) -> tuple[str, str, int | None, str, str]:
+    """(scheme, host, port, authority, request target) of ``GET path?query`` on ``cfg``."""
+    base = urlsplit(str(cfg.host or "").rstrip("/"))
+    target = f"{base.path}{path}" + (f"?{urlencode(query)}" if query else "")
+    return (base.scheme, base.hostname or "", base.port, base.netloc.rsplit("@", 1)[-1],
+            target)
+
+
 async def open_get(cfg: client.Configuration, credentials: Credentials, path: str,
                    query: dict[str, str], observe: Observe | None = None
                    ) -> tuple[HttpStream, h11.Response]:
-    """Send ``GET path?query`` and read the status line; the caller reads and closes.
-    ``observe`` hears of every request's outcome (the bot's request metrics)."""
-    base = str(cfg.host or "").rstrip("/")
-    url = f"{base}{path}?{urlencode(query)}" if query else f"{base}{path}"
+    """Send ``GET path?query`` on a connection of its own (``Connection: close``: a watch)
+    and read the status line; the caller reads and closes. ``observe`` hears of every
+    request's outcome (the bot's request metrics)."""
+    scheme, host, port, authority, target = _target(cfg, path, query)
+    tls = ssl_context(cfg)
+    server: Key = (scheme, host, port, id(tls))
+    connections = pool()
     try:
-        stream = await HttpStream.get(url, await credentials.headers(), ssl_context(cfg),
-                                      CONNECT_TIMEOUT)
+        stream = await HttpStream.connect(scheme, host, port, tls, CONNECT_TIMEOUT,
+                                          connections.session(server))
         try:
+            stream.send_get(target, authority, await credentials.headers(), keep_alive=False)
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 resp = await stream.response()
+            connections.remember(server, stream)
         except BaseException:
             stream.close()
             raise
@@ -128,27 +274,91 @@ async def open_get(cfg: client.Configuration, credentials: Credentials, path: st
 
 async def get_json(cfg: client.Configuration, credentials: Credentials, path: str,
                    query: dict[str, str], what: str, observe: Observe | None = None) -> Any:
-    """One GET answered with JSON (a 2xx); anything else raises a :class:`ClusterError`.
-    The caller bounds the time (``asyncio.timeout``)."""
+    """One GET answered with JSON (a 2xx) on a pooled keep-alive connection; anything else
+    raises a :class:`ClusterError`. The caller bounds the time (``asyncio.timeout``).
+
+    A pooled connection that fails before its answer ends (the server closed it while idle)
+    is retried once on a new one; a 429/503 with a ``Retry-After`` of at most
+    :data:`RETRY_AFTER_MAX` seconds is retried once after that wait."""
     try:
-        stream, resp = await open_get(cfg, credentials, path, query, observe)
-        try:
-            if not 200 <= resp.status_code < 300:
-                raise await status_error(stream, resp, what)
-            body = await stream.read(MAX_BODY)
-        finally:
-            stream.close()
+        body = await _get_body(cfg, credentials, path, query, what, observe)
     except ClusterForbidden:
         credentials.refused()
         raise
-    except ClusterError:
-        raise
-    except (OSError, ValueError, h11.ProtocolError) as exc:
-        raise map_error(exc, what) from None
     try:
         return json.loads(body)
     except ValueError:
         raise ClusterError(f"{what}: answer is not JSON") from None
+
+
+async def _get_body(cfg: client.Configuration, credentials: Credentials, path: str,
+                    query: dict[str, str], what: str, observe: Observe | None) -> bytes:
+    scheme, host, port, authority, target = _target(cfg, path, query)
+    tls = ssl_context(cfg)
+    server: Key = (scheme, host, port, id(tls))
+    key: Key = (id(credentials), *server)
+    connections = pool()
+    waited = stale = False
+    for _attempt in range(3):  # at most: a stale pooled connection, one Retry-After
+        stream = None if stale else connections.take(key)
+        reused = stream is not None
+        try:
+            if stream is None:
+                stream = await HttpStream.connect(scheme, host, port, tls, CONNECT_TIMEOUT,
+                                                  connections.session(server))
+                connections.opened += 1
+            stream.send_get(target, authority, await credentials.headers(), keep_alive=True)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                resp = await stream.response()
+            if 200 <= resp.status_code < 300:
+                body = await stream.read(MAX_BODY)
+                connections.remember(server, stream)
+                connections.give(key, stream)
+                stream = None
+                if observe is not None:
+                    observe("GET", f"{resp.status_code // 100}xx")
+                return body
+            if observe is not None:
+                observe("GET", f"{resp.status_code // 100}xx")
+            wait = retry_after(resp)
+            error = await status_error(stream, resp, what)
+            if wait is not None and not waited and wait <= RETRY_AFTER_MAX:
+                waited = True
+                stream.close()
+                stream = None
+                await asyncio.sleep(wait)
+                continue
+            raise error
+        except ClusterError:
+            raise
+        except (OSError, h11.ProtocolError) as exc:
+            if reused and not stale and not isinstance(exc, ssl.SSLCertVerificationError):
+                stale = True  # the server closed the idle connection: once more, a new one
+                continue
+            if observe is not None:
+                observe("GET", "error")
+            raise map_error(exc, what) from None
+        except (ValueError, TimeoutError) as exc:
+            if observe is not None:
+                observe("GET", "error")
+            raise map_error(exc, what) from None
+        finally:
+            if stream is not None:
+                stream.close()
+    raise ClusterUnreachable(f"{what}: connection failed (closed by the server)")
+
+
+def retry_after(resp: h11.Response) -> float | None:
+    """Seconds a 429/503 asks to wait (``Retry-After: N``), if it says."""
+    if resp.status_code not in (429, 503):
+        return None
+    for name, value in resp.headers:
+        if name == b"retry-after":
+            try:
+                return max(0.0, float(value.decode("latin-1")))
+            except ValueError:
+                return None
+    return None
 
 
 async def status_error(stream: HttpStream, resp: h11.Response, what: str) -> ClusterError:

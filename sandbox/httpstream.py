@@ -12,6 +12,12 @@ Use: ``stream = await HttpStream.get(url, headers, tls, timeout)``, then ``await
 stream.response()`` for the status and headers, then ``async for data in stream.body()``;
 ``stream.close()`` when done. Errors are ``OSError`` (``ssl.SSLError`` included),
 ``TimeoutError`` and ``h11.ProtocolError``.
+
+Keep-alive (short reads, pooled by :mod:`sandbox.apihttp`): ``HttpStream.connect`` then
+``send_get(..., keep_alive=True)`` for each request; once an answer has been read whole,
+``recycle()`` readies the connection for the next request (``False`` if it cannot be reused:
+the server closed it or asked to). A TLS ``session`` from an earlier connection to the same
+server resumes it instead of a full handshake (no certificate chain to send and verify).
 """
 
 from __future__ import annotations
@@ -32,13 +38,16 @@ MAX_QUEUED = 64  # h11 events waiting for the reader before the socket stops bei
 class HttpStream(asyncio.Protocol):
     """The protocol of one connection carrying one request and its response."""
 
-    def __init__(self, tls: ssl.SSLContext | None, server_hostname: str | None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None, server_hostname: str | None,
+                 session: ssl.SSLSession | None = None) -> None:
         self._h11 = h11.Connection(h11.CLIENT)
         self._tls: ssl.SSLObject | None = None
         self._in = self._out = None
         if tls is not None:
             self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
-            self._tls = tls.wrap_bio(self._in, self._out, server_hostname=server_hostname)
+            self._tls = tls.wrap_bio(self._in, self._out, server_hostname=server_hostname,
+                                     session=session)
+        self.requests = 0  # requests sent on this connection (> 1: it was reused)
         self._handshaken = tls is None
         self._transport: asyncio.Transport | None = None
         self._unsent = b""  # the request, until the TLS handshake is done
@@ -56,18 +65,59 @@ class HttpStream(asyncio.Protocol):
                   connect_timeout: float) -> HttpStream:
         """Connect and send ``GET url`` (``Connection: close``); TLS when ``tls`` is given."""
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        stream = await cls.connect(parts.scheme, parts.hostname or "", parts.port, tls,
+                                   connect_timeout)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        stream = cls(tls, host if tls is not None else None)
+        stream.send_get(target, parts.netloc.rsplit("@", 1)[-1], headers, keep_alive=False)
+        return stream
+
+    @classmethod
+    async def connect(cls, scheme: str, host: str, port: int | None,
+                      tls: ssl.SSLContext | None, connect_timeout: float,
+                      session: ssl.SSLSession | None = None) -> HttpStream:
+        """An open connection (TLS when ``tls`` is given, resuming ``session`` if any)."""
+        port = port or (443 if scheme == "https" else 80)
+        stream = cls(tls, host if tls is not None else None, session)
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(connect_timeout):
             await loop.create_connection(lambda: stream, host, port)
-        authority = parts.netloc.rsplit("@", 1)[-1]
-        request = h11.Request(method="GET", target=target, headers=[
-            ("Host", authority), *headers.items(), ("Connection", "close")])
-        stream._send(stream._h11.send(request) + (stream._h11.send(h11.EndOfMessage()) or b""))
         return stream
+
+    def send_get(self, target: str, authority: str, headers: Mapping[str, str], *,
+                 keep_alive: bool) -> None:
+        """Send one ``GET`` (the answer is read with :meth:`response` and :meth:`body`)."""
+        extra = [] if keep_alive else [("Connection", "close")]
+        request = h11.Request(method="GET", target=target, headers=[
+            ("Host", authority), *headers.items(), *extra])
+        self.requests += 1
+        self._send(self._h11.send(request) + (self._h11.send(h11.EndOfMessage()) or b""))
+
+    def recycle(self) -> bool:
+        """Ready the connection for another request once this answer was read whole;
+        ``False`` (and nothing changed) if it cannot carry one."""
+        if (self._closed or self._error is not None or self._events or self._fed_eof
+                or self._transport is None or self._transport.is_closing()
+                or self._h11.our_state is not h11.DONE
+                or self._h11.their_state is not h11.DONE):
+            return False
+        self._h11.start_next_cycle()
+        return True
+
+    @property
+    def alive(self) -> bool:
+        """Idle and still open: the server has not closed it or sent anything unasked."""
+        return (not self._closed and self._error is None and not self._events
+                and not self._fed_eof and self._transport is not None
+                and not self._transport.is_closing())
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        """The TLS session to resume a later connection with (after an answer was read)."""
+        return self._tls.session if self._tls is not None and self._handshaken else None
+
+    @property
+    def session_reused(self) -> bool:
+        return self._tls is not None and self._handshaken and self._tls.session_reused
 
     async def response(self) -> h11.Response:
         """The status line and headers (1xx answers skipped)."""

@@ -42,6 +42,18 @@ from sandbox.snapshot import KINDS, NOT_WATCHED, ClusterReader
 # --- the notifier ------------------------------------------------------------------------
 
 
+BACKOFF_MAX = 30.0
+
+
+def backoff(failures: int) -> float:
+    """Seconds before re-opening a watch after ``failures`` failures in a row: exponential
+    up to :data:`BACKOFF_MAX`, jittered over its upper half, so the watches of a thousand
+    learners that an overloaded or restarted API server dropped together do not come back
+    together (a reconnect storm) and are never retried at once (a spin)."""
+    cap = min(BACKOFF_MAX, 0.5 * 2 ** failures)
+    return random.uniform(cap / 2, cap)
+
+
 class AsyncChangeNotifier:
     """Sets :attr:`changed` (an ``asyncio.Event``) when any watched kind changes.
 
@@ -164,7 +176,7 @@ class AsyncChangeNotifier:
                     failures = 0
                 elif seen == 0 and time.monotonic() - started < min(1.0, window / 2):
                     failures += 1  # ended at once with nothing: do not spin
-                    await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
+                    await asyncio.sleep(backoff(failures))
                 else:
                     failures = 0
             except ClusterError as exc:
@@ -172,8 +184,8 @@ class AsyncChangeNotifier:
                 if isinstance(exc, ClusterForbidden):
                     self.reader.credentials.refused()  # the token may have been rotated
                 failures += 1
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
+                await asyncio.sleep(backoff(failures))
             except (TimeoutError, OSError, ValueError, h11.ProtocolError) as exc:
                 self.last_error = map_error(exc, f"{self.reader.server}{KINDS[kind].path}")
                 failures += 1
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** failures))
+                await asyncio.sleep(backoff(failures))
