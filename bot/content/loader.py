@@ -54,26 +54,36 @@ class _Lines:
         return 1
 
 
+# libyaml when present (several times faster: `kepler play`/`verify` start-up parses every
+# chapter); the pure-Python one gives the same nodes and marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALARS = yaml.SafeLoader("")  # turns one composed node into its value
+
+
+def _value(node: yaml.Node) -> Any:
+    return _SCALARS.construct_document(node)
+
+
 def _walk(node: yaml.Node, loc: Loc, lines: _Lines) -> Any:
     lines.at[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
+            key = _value(key_node)
             lines.at[(*loc, key)] = key_node.start_mark.line + 1
             out[key] = _walk(value_node, (*loc, key), lines)
             lines.at[(*loc, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(item, (*loc, i), lines) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
+    return _value(node)
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, _Lines]:
     """Parse one YAML document keeping lines; a syntax error becomes a :class:`ContentError`."""
     lines = _Lines()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any
 from bot.content.schema import Persona
 from bot.engine.ports import Voice
 from bot.voice.budget import Budget, BudgetLimits
-from bot.voice.claude import DEFAULT_MODEL, SUMMARY_MODEL, ClaudeVoice
 from bot.voice.memory import Memory
+from bot.voice.models import DEFAULT_MODEL, SUMMARY_MODEL
 from bot.voice.scripted import ScriptedVoice
 from bot.voice.tools import ClusterProvider, ClusterTools
 
 if TYPE_CHECKING:
     import httpx2  # the anthropic SDK's HTTP client (an httpx fork)
+
+    from bot.voice.claude import ClaudeVoice
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -33,6 +35,16 @@ __all__ = [
 ]
 
 log = logging.getLogger("bot.voice")
+
+
+def __getattr__(name: str) -> Any:
+    """``ClaudeVoice`` on first use: importing the Anthropic SDK takes seconds, and the
+    scripted crew (no key) never needs it."""
+    if name == "ClaudeVoice":
+        from bot.voice.claude import ClaudeVoice
+
+        return ClaudeVoice
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_personas(directory: Path | None = None) -> dict[str, Persona]:
@@ -73,6 +85,8 @@ def build_voice(
         log.info("voice: scripted (no ANTHROPIC_API_KEY)")
         return scripted
     from anthropic import AsyncAnthropic, Timeout
+
+    from bot.voice.claude import ClaudeVoice
 
     client = AsyncAnthropic(
         api_key=api_key, base_url=base_url, max_retries=max_retries,

@@ -21,6 +21,7 @@ from bot.engine.ports import VoiceTurn
 from bot.store.records import TranscriptEntry
 from bot.voice.budget import Budget, Usage, refusal
 from bot.voice.memory import SUMMARY_CHARS, Memory, Summariser, extractive_summary
+from bot.voice.models import DEFAULT_MODEL, SUMMARY_MODEL
 from bot.voice.prompts import build_request, learner_message
 from bot.voice.safety import SafeStream, clean
 from bot.voice.scripted import ScriptedVoice, address
@@ -28,8 +29,6 @@ from bot.voice.tools import ClusterTools
 
 log = logging.getLogger("bot.voice")
 
-DEFAULT_MODEL = "claude-sonnet-5-5"  # claude-sonnet-4-5 reaches end-of-life 2026-11-30
-SUMMARY_MODEL = "claude-haiku-5-5"
 SUMMARY_SYSTEM = (
     "You keep the log of a training conversation on Kepler Research Station. Merge the "
     "previous summary and the new exchanges into at most 8 short bullet points: what the "
