@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,14 +17,14 @@ from rich.text import Text
 from bot.config import Settings
 from bot.content.course import Course, load_course
 from bot.content.loader import ContentError
-from bot.content.schema import TaskBeat
 from bot.engine.engine import Engine, InputError
+from bot.engine.live import LiveLoop
 from bot.engine.ports import Address, Outgoing
 from bot.logs import setup_logging
 from bot.store.sqlite import SQLiteStore
 from bot.transports.terminal import Ledger, TerminalTransport
 from bot.voice import build_voice
-from sandbox.service import ClusterService, connect_local
+from sandbox.service import connect_local
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +113,18 @@ async def _play(args: argparse.Namespace, settings: Settings, course: Course) ->
             console.print(Text(problem, style="yellow"))
         mission = await engine.start(address, learner_id, user, chapter=args.chapter)
         console.print(Text("Type 'help' for commands.", style="dim"))
-        poller = asyncio.create_task(
-            _auto_check(engine, cluster, course, mission.id, learner_id, args.poll)
-        )
+        # The shared live loop: a change in your cluster re-checks the open task at once.
+        # You work in another window, so being quiet here is not being idle.
+        live = LiveLoop(
+            engine, cluster, window=args.poll, idle_after=math.inf,
+            include=lambda learner: learner == learner_id,
+        )  # fmt: skip
+        watching = asyncio.create_task(live.run(every=1.0))
         try:
             return await _loop(engine, transport, mission.id, learner_id, console)
         finally:
-            poller.cancel()
+            watching.cancel()
+            await live.close()
 
 
 async def _loop(
@@ -170,32 +176,3 @@ async def _loop(
             replies = [Outgoing(kind="notice", text=str(exc))]
         for reply in replies:
             transport.show(reply)
-
-
-async def _auto_check(
-    engine: Engine,
-    cluster: ClusterService,
-    course: Course,
-    mission_id: int,
-    learner_id: str,
-    window: float,
-) -> None:
-    """While a task is open, re-check when the cluster changes (a watch), so the story moves
-    as soon as the work is done; at the latest every ``window`` seconds."""
-    while True:
-        try:
-            mission = await engine.store.get_mission(mission_id)
-            if (
-                mission is None
-                or mission.state != "running"
-                or not isinstance(course.beat_at(mission.chapter, mission.beat), TaskBeat)
-            ):
-                await asyncio.sleep(1.0)
-                continue
-            await engine.check(mission_id, learner_id, explicit=False)
-            await cluster.wait_for_change(learner_id, window)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # never let a background check end the session
-            log.debug("auto-check failed", exc_info=True)
-            await asyncio.sleep(window)

@@ -4,10 +4,9 @@ settings → store → course → sandbox backend, lifecycle manager, cluster se
 Discord transport → engine → actions and commands. Loops: ``engine.tick()`` every minute
 (idle members drop out of a crew's count), ``manager.tick()`` every minute (pause, warn,
 delete, refill), an outbox flush (``engine.deliver_all()``) after every gateway (re)connect
-and every minute in case Discord was down, and one change-watcher per learner on an open task
-(a long-lived watch on their cluster; ``engine.cluster_changed`` only when it reports a
-change). ``close`` stops the loops, waits for work in flight, then closes the gateway and the
-store: the outbox keeps anything unsent.
+and every minute in case Discord was down, and the shared live loop (:mod:`bot.engine.live`:
+one change-watcher per learner on an open task). ``close`` stops the loops, waits for work in
+flight, then closes the gateway and the store: the outbox keeps anything unsent.
 """
 
 from __future__ import annotations
@@ -22,8 +21,8 @@ from typing import Any
 import discord
 
 from bot.content.course import Course
-from bot.content.schema import TaskBeat
 from bot.engine.engine import Engine
+from bot.engine.live import LiveLoop
 from bot.engine.ports import Cluster, Voice
 from bot.transports.discord.actions import Actions
 from bot.transports.discord.client import KeplerBot
@@ -31,12 +30,10 @@ from bot.transports.discord.commands import KeplerCommands
 from bot.transports.discord.secrets import SecretBox
 from bot.transports.discord.transport import DiscordTransport, user_id_of
 from bot.transports.discord.webhooks import WebhookPool
-from sandbox.objectives import kinds_for
 
 log = logging.getLogger(__name__)
 
 TICK = 60.0
-WATCH_WINDOW = 55.0
 GRACE = 10.0  # seconds to let work in flight finish on shutdown
 
 
@@ -74,7 +71,11 @@ class App:
         self.commands = KeplerCommands(self.actions, store)
         self._loops: list[asyncio.Task[Any]] = []
         self._work: set[asyncio.Task[Any]] = set()
-        self._watchers: dict[str, asyncio.Task[Any]] = {}
+        self.live = (
+            LiveLoop(self.engine, service, include=_is_discord_user, ready=self._ready)
+            if service is not None
+            else None
+        )
         self._closing = False
         bot.actions = self.actions
         bot.on_setup = self.setup
@@ -115,9 +116,11 @@ class App:
     async def close(self) -> None:
         """Stop loops and watchers, let work in flight finish, close the gateway."""
         self._closing = True
-        for task in [*self._loops, *self._watchers.values()]:
+        for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, *self._watchers.values(), return_exceptions=True)
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self.live is not None:
+            await self.live.close()
         if self._work:
             _done, pending = await asyncio.wait(list(self._work), timeout=GRACE)
             for task in pending:
@@ -127,6 +130,9 @@ class App:
 
     # --- loops --------------------------------------------------------------------------
 
+    async def _ready(self) -> set[str]:
+        return {r.learner_id for r in await self.store.sandboxes() if r.phase == "ready"}
+
     async def flush(self) -> None:
         """Send what the outbox still holds (after a restart or a gateway outage)."""
         sent = await self.engine.deliver_all()
@@ -134,53 +140,9 @@ class App:
             log.info("outbox flushed", extra={"sent": sent})
 
     async def watch(self) -> None:
-        """One watcher per learner who is on an open task, active and has a ready cluster."""
-        if self.service is None or self._closing:
-            return
-        wanted: set[str] = set()
-        now = self.engine.clock()
-        # Three queries whatever the number of learners (not two per learner).
-        members = await self.store.running_members()
-        ready = {r.learner_id for r in await self.store.sandboxes() if r.phase == "ready"}
-        for mission in await self.store.all_missions():
-            if mission.state != "running":
-                continue
-            if not isinstance(self.course.beat_at(mission.chapter, mission.beat), TaskBeat):
-                continue
-            for member in members.get(mission.id, []):
-                if member.left or now - member.last_active > self.engine.idle_after:
-                    continue
-                if member.learner_id in ready:
-                    wanted.add(member.learner_id)
-        for learner, task in list(self._watchers.items()):
-            if learner not in wanted or task.done():
-                task.cancel()
-                del self._watchers[learner]
-        for learner in wanted - set(self._watchers):
-            if user_id_of(learner) is not None:
-                self._watchers[learner] = asyncio.create_task(self._watcher(learner))
-
-    async def _watcher(self, learner: str) -> None:
-        while True:
-            try:
-                # Re-check only on a change (or when the open task needs a kind never read):
-                # an idle learner costs the watch alone, no re-reads.
-                kinds = await self._task_kinds(learner)
-                if await self.service.wait_for_change(learner, WATCH_WINDOW, kinds):
-                    await self.engine.cluster_changed(learner)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.debug("watcher failed", exc_info=True)
-                await asyncio.sleep(WATCH_WINDOW)
-
-    async def _task_kinds(self, learner: str) -> set[str]:
-        kinds: set[str] = set()
-        for mission in await self.store.missions_of(learner):
-            beat = self.course.beat_at(mission.chapter, mission.beat)
-            if mission.state == "running" and isinstance(beat, TaskBeat):
-                kinds |= kinds_for(beat.objectives)
-        return kinds
+        """Start or stop change watchers (the shared live loop, :mod:`bot.engine.live`)."""
+        if self.live is not None and not self._closing:
+            await self.live.refresh()
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[Any]]) -> None:
         while True:
@@ -251,3 +213,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     with contextlib.suppress(Exception):
         await manager.reconcile()
     return app
+
+
+def _is_discord_user(learner_id: str) -> bool:
+    return user_id_of(learner_id) is not None

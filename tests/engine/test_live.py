@@ -1,0 +1,114 @@
+"""The shared live loop: who gets a watcher, and a change notice unlocks the task.
+
+Change notices come from a fake source the test feeds by hand; the engine runs over the
+fixture course and a real SQLite store. Waits are on conditions, never on a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+
+from bot.engine.engine import Engine
+from bot.engine.live import LiveLoop
+from bot.engine.ports import Address
+from tests.fakes import RecordingTransport, ScriptedCluster
+
+DM = Address("terminal", "solo", "alex")
+
+
+class FedChanges:
+    """``wait_for_change`` returns when the test calls :meth:`change` for that learner."""
+
+    def __init__(self) -> None:
+        self.queues: defaultdict[str, asyncio.Queue[None]] = defaultdict(asyncio.Queue)
+        self.waiting: defaultdict[str, int] = defaultdict(int)
+        self.kinds: list[set[str] | None] = []
+
+    def change(self, learner_id: str) -> None:
+        self.queues[learner_id].put_nowait(None)
+
+    async def wait_for_change(
+        self, learner_id: str, timeout: float, kinds: set[str] | None = None
+    ) -> bool:
+        self.kinds.append(kinds)
+        self.waiting[learner_id] += 1
+        try:
+            await self.queues[learner_id].get()
+        finally:
+            self.waiting[learner_id] -= 1
+        return True
+
+
+async def _until(condition) -> None:  # type: ignore[no-untyped-def]
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
+async def _at_task(engine: Engine) -> int:
+    mission = await engine.start(DM, "alex", "Alex Chen")
+    await engine.say(mission.id, "alex", "1")
+    await engine.say(mission.id, "alex", "1")
+    await engine.continue_(mission.id, "alex")
+    await engine.say(mission.id, "alex", "Three, I think")
+    return mission.id
+
+
+async def test_a_change_notice_rechecks_and_unlocks(
+    engine: Engine, cluster: ScriptedCluster, transport: RecordingTransport
+):
+    await _at_task(engine)
+    changes = FedChanges()
+    live = LiveLoop(engine, changes)
+    await live.refresh()
+    assert set(live.watchers) == {"alex"}
+    await _until(lambda: changes.waiting["alex"] == 1)
+    assert changes.kinds[-1] == {"Pod"}  # the open task's kinds: the watch knows what to read
+
+    cluster.passing["alex"] = {"pod-running", "no-failures"}
+    changes.change("alex")
+    await _until(lambda: '"Good work."' in transport.texts())
+    await live.close()
+    assert live.watchers == {}
+
+
+async def test_no_watcher_off_task_idle_or_excluded(
+    engine: Engine, cluster: ScriptedCluster
+):
+    mission = await engine.start(DM, "alex", "Alex Chen")  # at a question, not a task
+    changes = FedChanges()
+    assert await LiveLoop(engine, changes).wanted() == set()
+
+    await engine.say(mission.id, "alex", "1")
+    await engine.say(mission.id, "alex", "1")
+    await engine.continue_(mission.id, "alex")
+    await engine.say(mission.id, "alex", "Three, I think")
+    assert await LiveLoop(engine, changes).wanted() == {"alex"}
+    assert await LiveLoop(engine, changes, include=lambda who: who != "alex").wanted() == set()
+
+    async def nobody_ready() -> set[str]:
+        return set()
+
+    assert await LiveLoop(engine, changes, ready=nobody_ready).wanted() == set()
+
+    later = engine.clock() + engine.idle_after + 1
+    engine.clock = lambda: later  # an hour and a second without a word
+    assert await LiveLoop(engine, changes).wanted() == set()
+    assert await LiveLoop(engine, changes, idle_after=math.inf).wanted() == {"alex"}
+
+
+async def test_refresh_stops_the_watcher_when_the_task_is_done(
+    engine: Engine, cluster: ScriptedCluster, transport: RecordingTransport
+):
+    mission_id = await _at_task(engine)
+    changes = FedChanges()
+    live = LiveLoop(engine, changes)
+    await live.refresh()
+    watcher = live.watchers["alex"]
+    cluster.passing["alex"] = {"pod-running", "no-failures"}
+    await engine.check(mission_id, "alex")  # the learner checked by hand: the story moved on
+    await live.refresh()
+    assert live.watchers == {}
+    await _until(watcher.done)
+    assert watcher.cancelled()
