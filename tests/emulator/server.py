@@ -11,6 +11,11 @@ discovery, LIST/GET/POST/PUT/PATCH/DELETE on the kinds in :data:`KINDS`, label a
 selectors, watches, ``/status`` and ``/scale`` subresources, and ``Status`` errors. There are
 no controllers: objects change only when a client or the test changes them.
 
+A :class:`Extension` set on a cluster (``Cluster.extension``) adds behaviour without changing
+the plain emulator: extra routes (OpenAPI), admission (defaults, validation), strategic merge
+and server-side apply, and content negotiation (``as=Table``). ``tests/simcluster`` uses it,
+with controllers, to behave like a one-node kind cluster under real kubectl.
+
 Per cluster, tests can inject faults (:meth:`Cluster.fail`, :meth:`Cluster.delay`,
 :attr:`Cluster.unreachable`) and read the request log (:attr:`Cluster.requests`).
 """
@@ -307,6 +312,41 @@ class Delay:
             self.path is None or re.search(self.path, path) is not None)
 
 
+class Extension:
+    """Hooks for a richer simulator on one cluster; every default keeps the emulator's own
+    behaviour, so a cluster without an extension answers exactly as before."""
+
+    def route(self, method: str, path: str, query: dict[str, str],
+              headers: Any) -> tuple[int, Any, str] | None:
+        """Answer a path the emulator does not serve: ``(code, body, content type)``; body is
+        a dict (sent as JSON) or bytes. ``None``: not mine."""
+        return None
+
+    def admit(self, info: KindInfo, obj: Obj, old: Obj | None, query: dict[str, str],
+              subresource: str = "") -> Obj:
+        """Defaults and validation of a client's write (create, update, patch); raise
+        :class:`ApiError` to refuse it."""
+        return obj
+
+    def patch(self, info: KindInfo, base: Obj, patch: Any, content_type: str,
+              query: dict[str, str]) -> Obj | None:
+        """The patched object for strategic merge and apply patches; ``None``: the emulator's
+        JSON merge approximation."""
+        return None
+
+    def render(self, accept: str, query: dict[str, str], body: Obj) -> Obj:
+        """The response body in the representation the client asked for (e.g. a Table)."""
+        return body
+
+    def applied(self, info: KindInfo, obj: Obj, manager: str) -> None:
+        """A server-side apply by ``manager`` was stored as ``obj``."""
+
+    def decode(self, body: bytes, content_type: str) -> Obj | None:
+        """A request body in an encoding the emulator does not read (protobuf); ``None``:
+        not supported (415)."""
+        return None
+
+
 @dataclass
 class _Event:
     rv: int
@@ -332,6 +372,7 @@ class Cluster:
         self.faults: list[Fault] = []
         self.delays: list[Delay] = []
         self.unreachable = False
+        self.extension: Extension | None = None
 
     # -- test-side API --
 
@@ -542,6 +583,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send(self, code: int, body: Any, content_type: str) -> None:
+        if isinstance(body, dict):
+            self._send_json(code, body)
+            return
+        data = body if isinstance(body, bytes) else str(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _read_body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
@@ -588,10 +640,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(fault.status, status_object(fault.status, fault.message))
             return
         try:
+            ext = cluster.extension
+            if ext is not None:
+                routed = ext.route(method, path, query, self.headers)
+                if routed is not None:
+                    self._send(*routed)
+                    return
             api = _Api(cluster, self)
             result = api.handle(method, path, query, body,
                                 self.headers.get("Content-Type", "application/json"))
             if result is not None:
+                if ext is not None:
+                    result = (result[0], ext.render(self.headers.get("Accept", ""), query,
+                                                    result[1]))
                 self._send_json(*result)
         except ApiError as exc:
             self._send_json(exc.code, exc.status)
@@ -717,10 +778,17 @@ class _Api:
             return 200, self._delete(info, ns, name)
         raise ApiError(405, f"method {method} not allowed")
 
-    @staticmethod
-    def _parse(body: bytes, content_type: str) -> Any:
+    def _parse(self, body: bytes, content_type: str) -> Any:
         if not body:
             raise ApiError(400, "request body required")
+        if content_type.startswith("application/vnd.kubernetes.protobuf"):
+            decoded = (self.c.extension.decode(body, content_type)
+                       if self.c.extension is not None else None)
+            if decoded is None:
+                raise ApiError(415, 'the body of the request was in an unknown format - '
+                               'accepted media types include: application/json, '
+                               'application/yaml', "UnsupportedMediaType")
+            return decoded
         if "yaml" in content_type:
             return yaml.safe_load(body)
         return json.loads(body)
@@ -777,6 +845,9 @@ class _Api:
         for key in ("uid", "resourceVersion", "creationTimestamp", "generation"):
             meta.pop(key, None)
         with self.c.lock:
+            if self.c.extension is not None:
+                obj = self.c.extension.admit(info, obj, None, query)
+                meta = obj["metadata"]
             if self.c.get(info.kind, meta["name"], ns) is not None:
                 res = f"{info.plural}.{info.group}" if info.group else info.plural
                 raise ApiError(409, f'{res} "{meta["name"]}" already exists', "AlreadyExists",
@@ -799,6 +870,8 @@ class _Api:
             obj.setdefault("metadata", {})["name"] = name
             if info.namespaced:
                 obj["metadata"]["namespace"] = ns
+            if self.c.extension is not None:
+                obj = self.c.extension.admit(info, obj, old, {}, sub)
             return self.c._store_obj(obj, keep_status=True, subresource=sub)
 
     def _set_replicas(self, info: KindInfo, old: Obj, scale: Obj) -> Obj:
@@ -832,7 +905,11 @@ class _Api:
                     if sub:
                         raise _not_found(info, name)
                     patch.setdefault("metadata", {})["name"] = name
+                    if self.c.extension is not None:
+                        patch = self.c.extension.patch(info, {}, patch, ctype, query) or patch
                     obj = self._create(info, ns, patch, query)
+                    if query.get("dryRun"):
+                        return obj
                     return self._managed(info, obj, manager)
             elif current is None:
                 raise _not_found(info, name)
@@ -845,7 +922,11 @@ class _Api:
                            "application/apply-patch+yaml"):
                 if not isinstance(patch, dict):
                     raise ApiError(400, "patch must be an object")
-                new = merge_patch(base, patch)
+                ext = self.c.extension
+                patched = (ext.patch(info, base, patch, ctype, query)
+                           if ext is not None and ctype != "application/merge-patch+json"
+                           else None)
+                new = merge_patch(base, patch) if patched is None else patched
             else:
                 raise ApiError(415, f"unsupported patch content type {ctype!r}")
             if sub == "scale":
@@ -853,6 +934,10 @@ class _Api:
             new["metadata"]["name"] = name
             if info.namespaced:
                 new["metadata"]["namespace"] = ns
+            if self.c.extension is not None:
+                new = self.c.extension.admit(info, new, current, query, sub)
+            if query.get("dryRun"):
+                return new
             obj = self.c._store_obj(new, keep_status=sub != "status" and "status" not in patch
                                     if isinstance(patch, dict) else True, subresource=sub)
             if ctype == "application/apply-patch+yaml":
@@ -869,6 +954,8 @@ class _Api:
                         "apiVersion": info.group_version, "time": now_iso(),
                         "fieldsType": "FieldsV1", "fieldsV1": {}})
         stored["metadata"]["managedFields"] = entries
+        if self.c.extension is not None:
+            self.c.extension.applied(info, stored, manager)
         return copy.deepcopy(stored)
 
     def _delete(self, info: KindInfo, ns: str, name: str) -> Obj:
