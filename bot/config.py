@@ -64,6 +64,13 @@ VARS: tuple[Var, ...] = (
         True,
     ),
     Var(
+        "KEPLER_HOSTS",
+        "hosts",
+        "",
+        "Several host clusters for sandboxes: `NAME=KUBECONFIG[#CONTEXT];max=N;cpu=..;memory=..`"
+        " entries (docs/operating.md); empty: the one in HOST_KUBECONFIG.",
+    ),
+    Var(
         "KEPLER_SECRET_KEY",
         "secret_key",
         "",
@@ -202,6 +209,7 @@ class Settings:
     discord_token: str
     discord_guild_id: str
     host_kubeconfig: str
+    hosts: str
     secret_key: str
     sandbox_exposure: str
     sandbox_host: str

@@ -13,6 +13,13 @@ store. The engine (or an operator command) calls:
 Caps: one sandbox per learner (the store's primary key, and the backend finds by learner);
 ``max_per_server`` per Discord server (guild) and ``max_total`` overall, with a FIFO waitlist.
 
+Several host clusters (a :class:`~sandbox.hosts.HostPool` as the backend): a new sandbox goes
+where :mod:`sandbox.placement` finds the most room, never to a drained host (``drain``, kept
+in the store so the operator's command reaches the running bot); ``reset`` moves a learner
+off a drained, unreachable or full host. The record keeps the host. A host that stops
+answering is left out of housekeeping, and its learners are told by the crew
+(:mod:`sandbox.notices`) once when it goes and once when it comes back.
+
 Times come from ``clock`` (epoch seconds) so tests drive TTLs with a fake clock.
 """
 
@@ -38,9 +45,12 @@ from sandbox.backends.base import (
     SandboxRecord,
     SandboxRefused,
 )
+from sandbox.hosts import HostPool
+from sandbox.notices import HOST_BACK, HOST_DOWN
 from sandbox.provision import L_SPARE
 
 log = logging.getLogger(__name__)
+DRAIN_SCOPE = "sandbox-hosts"  # store settings: key = host name, value "drained"
 Notify = Callable[[str, str], Awaitable[None]]  # (learner_id, message)
 
 
@@ -75,6 +85,8 @@ class SandboxManager:
         self.notify = notify
         self._locks: dict[str, asyncio.Lock] = {}
         self._refilling = False
+        self.pool = backend if isinstance(backend, HostPool) else None
+        self._told_down: set[str] = set()  # hosts whose learners heard HOST_DOWN
 
     def _lock(self, learner_id: str) -> asyncio.Lock:
         return self._locks.setdefault(learner_id, asyncio.Lock())
@@ -91,11 +103,45 @@ class SandboxManager:
         return record
 
     def _new_record(self, learner_id: str, name: str, guild: str | None,
-                    phase: str = "provisioning") -> SandboxRecord:
+                    phase: str = "provisioning", host: str = "") -> SandboxRecord:
         now = self.clock()
         return SandboxRecord(learner_id=learner_id, backend=self.backend.name, name=name,
                              phase=phase, created=now, last_active=now, guild=guild,  # type: ignore[arg-type]
-                             expires_at=now + self.policy.ttl)  # fmt: skip
+                             expires_at=now + self.policy.ttl, host=host)  # fmt: skip
+
+    # --- hosts -------------------------------------------------------------------------------
+
+    async def drained(self) -> frozenset[str]:
+        """Hosts the operator drained (``kepler sandbox drain``); read from the store."""
+        if self.pool is None:
+            return frozenset()
+        found = frozenset([h for h in self.pool.backends
+                           if await self.store.get_setting(DRAIN_SCOPE, h) == "drained"])
+        self.pool.drained = found
+        return found
+
+    async def drain(self, host: str, drained: bool = True) -> None:
+        """No new sandboxes on ``host``; existing ones stay until deleted or reset."""
+        if self.pool is None or host not in self.pool.backends:
+            raise SandboxNotFound(f"no host cluster named {host!r} (see KEPLER_HOSTS)")
+        await self.store.set_setting(DRAIN_SCOPE, host, "drained" if drained else None)
+        await self.drained()
+
+    def _route(self, record: SandboxRecord | None) -> None:
+        if self.pool is not None and record is not None and record.host:
+            self.pool.assign(record.learner_id, record.host)
+
+    async def _host_down(self, record: SandboxRecord) -> bool:
+        """The record's host did not answer its last scan, and still does not."""
+        if self.pool is None or record.host not in self.pool.down:
+            return False
+        await self.pool.scan()
+        return record.host in self.pool.down
+
+    async def _place(self, prefer: str = "") -> str | None:
+        await self.drained()
+        assert self.pool is not None
+        return await self.pool.place(prefer)
 
     # --- bringing a sandbox up ---------------------------------------------------------------
 
@@ -103,6 +149,11 @@ class SandboxManager:
         """Make sure the learner has a ready sandbox; yield progress (edited in one message)."""
         async with self._lock(learner_id):
             record = await self.store.get_sandbox(learner_id)
+            self._route(record)
+            if (record is not None and record.phase in ("ready", "paused")
+                    and await self._host_down(record)):
+                yield ProgressEvent(learner_id, "failed", HOST_DOWN, done=True)
+                return
             if record is not None and record.phase == "ready":
                 await self._save(self._touched(record))
                 yield ProgressEvent(learner_id, "ready", "sandbox ready", done=True)
@@ -117,17 +168,31 @@ class SandboxManager:
                                     f"all sandboxes are in use; you are number {position} in line",
                                     done=True, position=position)  # fmt: skip
                 return
+            host = ""
+            if self.pool is not None:
+                usable = record is not None and record.host and await self.pool.usable(record.host)
+                host = record.host if usable and record else await self._place() or ""
+                if not host:
+                    position = await self.store.add_waiting(learner_id, guild, self.clock())
+                    yield ProgressEvent(learner_id, "waiting",
+                                        f"every host is full; you are number {position} in line",
+                                        done=True, position=position)  # fmt: skip
+                    return
             await self.store.remove_waiting(learner_id)
             if record is None and self.backend.supports_spares:
                 spare = await self._claim(learner_id)
                 if spare is not None:
-                    await self._save(self._new_record(learner_id, spare.name, guild, "ready"))
+                    await self._save(self._new_record(learner_id, spare.name, guild, "ready",
+                                                      spare.host))  # fmt: skip
                     yield ProgressEvent(learner_id, "ready", "sandbox ready (from the warm pool)",
                                         done=True)  # fmt: skip
                     self._refill_soon()
                     return
-            record = record or self._new_record(learner_id, "", guild)
-            async for event in self._run(record, self.backend.provision(learner_id)):
+            record = replace(record, host=host) if record else self._new_record(
+                learner_id, "", guild, host=host)
+            events = (self.pool.provision_on(host, learner_id) if self.pool is not None
+                      else self.backend.provision(learner_id))  # fmt: skip
+            async for event in self._run(record, events):
                 yield event
 
     async def _claim(self, learner_id: str) -> SandboxInfo | None:
@@ -195,6 +260,7 @@ class SandboxManager:
     async def pause(self, learner_id: str) -> None:
         async with self._lock(learner_id):
             record = await self.store.get_sandbox(learner_id)
+            self._route(record)
             await self.backend.pause(learner_id)
             if record is not None:
                 await self._save(replace(record, phase="paused", paused_at=self.clock()))
@@ -207,13 +273,26 @@ class SandboxManager:
         async with self._lock(learner_id):
             record = await self.store.get_sandbox(learner_id) or self._new_record(
                 learner_id, "", None)
-            async for event in self._run(record, self.backend.reset(learner_id)):
+            self._route(record)
+            events = self.backend.reset(learner_id)
+            if self.pool is not None:  # stay where it is unless that host is drained, down, full
+                current = record.host or self.pool.where(learner_id) or ""
+                target = await self._place(prefer=current)
+                if target is None:
+                    yield ProgressEvent(learner_id, "failed", "no host cluster has room",
+                                        done=True)  # fmt: skip
+                    return
+                if target != current:
+                    events = self.pool.move(learner_id, target)
+                record = replace(record, host=target)
+            async for event in self._run(record, events):
                 yield event
 
     async def delete(self, learner_id: str, reason: str = "on request") -> bool:
         """Delete the learner's sandbox; True if there was one. Promotes the waitlist."""
         async with self._lock(learner_id):
             record = await self.store.get_sandbox(learner_id)
+            self._route(record)
             await self.store.remove_waiting(learner_id)
             try:
                 await self.backend.delete(learner_id)
@@ -252,7 +331,11 @@ class SandboxManager:
         """Idle pause, TTL warnings and deletion, waitlist, warm pool. Safe to call often."""
         now = self.clock()
         counts = {"paused": 0, "warned": 0, "deleted": 0}
+        await self._watch_hosts()
         for record in await self.store.sandboxes():
+            if self.pool is not None and record.host in self.pool.down:
+                continue  # nothing to do there until it answers; its learners were told
+            self._route(record)
             try:
                 if record.expires_at is not None and now >= record.expires_at:
                     await self.delete(record.learner_id, "expired")
@@ -276,6 +359,28 @@ class SandboxManager:
         await self._promote()
         await self.refill()
         return counts
+
+    async def _watch_hosts(self) -> None:
+        """Scan every host; tell learners on a host that went away or came back."""
+        if self.pool is None:
+            return
+        await self.drained()
+        await self.pool.scan()
+        gone = self.pool.down - self._told_down
+        back = self._told_down - self.pool.down
+        if not gone and not back:
+            return
+        for host in gone:
+            log.warning("host cluster %s is unreachable", host)
+        for host in back:
+            log.info("host cluster %s answers again", host)
+        for record in await self.store.sandboxes():
+            if record.phase in ("ready", "paused", "provisioning"):
+                if record.host in gone:
+                    await self._tell(record.learner_id, HOST_DOWN)
+                elif record.host in back:
+                    await self._tell(record.learner_id, HOST_BACK)
+        self._told_down = set(self.pool.down)
 
     async def _promote(self) -> None:
         for entry in await self.store.waitlist():
@@ -326,8 +431,10 @@ class SandboxManager:
                 counts["orphans"] += 1
                 continue
             record = records.get(info.learner_id)
-            if info.learner_id in seen or (record is not None and record.name
-                                           and record.name != info.name):
+            elsewhere = bool(record is not None and record.host and info.host
+                             and record.host != info.host)  # moved on reset: the old copy
+            if info.learner_id in seen or elsewhere or (record is not None and record.name
+                                                        and record.name != info.name):
                 await self._delete_orphan(info)  # a second sandbox for the same learner
                 counts["orphans"] += 1
                 continue
@@ -339,13 +446,19 @@ class SandboxManager:
                     phase="paused" if info.phase == "paused" else info.phase
                     if info.phase in ("ready", "provisioning") else "failed",
                     created=info.created or now, last_active=now, expires_at=now + self.policy.ttl,
-                    paused_at=now if info.phase == "paused" else None,
+                    paused_at=now if info.phase == "paused" else None, host=info.host,
                 ))  # fmt: skip
                 counts["adopted"] += 1
             elif record.phase != info.phase and info.phase in ("ready", "paused"):
-                await self._save(replace(record, phase=info.phase, name=info.name))
+                await self._save(replace(record, phase=info.phase, name=info.name,
+                                         host=info.host or record.host))  # fmt: skip
+            elif info.host and record.host != info.host:
+                await self._save(replace(record, host=info.host))  # from before hosts were kept
+        down = self.pool.down if self.pool is not None else set()
         if self.backend.name != "kubeconfig":
             for learner_id, record in records.items():
+                if record.host in down or (down and not record.host):
+                    continue  # it may well be there: the host did not answer
                 if learner_id not in seen and record.phase not in ("provisioning",):
                     await self.store.delete_sandbox(learner_id)
                     counts["forgotten"] += 1
@@ -366,6 +479,13 @@ class SandboxManager:
             if record is not None:
                 info = replace(info, last_active=record.last_active)
             out.append((info, record))
+        if self.pool is not None:  # what the store knows of hosts that did not answer
+            for record in records.values():
+                if record.host in self.pool.down:
+                    out.append((SandboxInfo(
+                        learner_id=record.learner_id, name=record.name, phase="unreachable",
+                        created=record.created, last_active=record.last_active,
+                        host=record.host), record))  # fmt: skip
         return out
 
 

@@ -1,7 +1,8 @@
-"""``kepler sandbox list|create|pause|resume|reset|delete|gc``: operate learners' vclusters.
+"""``kepler sandbox list|create|pause|resume|reset|delete|gc|hosts|drain|undrain|cost``.
 
-Talks to the host in ``HOST_KUBECONFIG`` (or the in-cluster config) and to the store in
-``KEPLER_DB``. Kubeconfigs are never printed here: a learner gets theirs from the bot.
+Talks to the host clusters in ``KEPLER_HOSTS`` (several; see docs/operating.md), else to the
+one in ``HOST_KUBECONFIG`` (or the in-cluster config), and to the store in ``KEPLER_DB``.
+Kubeconfigs are never printed here: a learner gets theirs from the bot.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from bot.content.course import load_course
@@ -24,9 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sandbox", help="operate learners' sandboxes on the host cluster")
     p.add_argument("--kubeconfig", default=os.environ.get("HOST_KUBECONFIG", ""),
                    help="host cluster kubeconfig (default: HOST_KUBECONFIG, else in-cluster)")  # fmt: skip
+    p.add_argument("--hosts", default=os.environ.get("KEPLER_HOSTS", ""),
+                   help="several host clusters (default: KEPLER_HOSTS; see docs/operating.md)")
     p.add_argument("--db", default=os.environ.get("KEPLER_DB", "./kepler.db"))
     ops = p.add_subparsers(dest="op", required=True, metavar="OP")
-    ops.add_parser("list", help="learner, phase, age, idle time")
+    ops.add_parser("list", help="learner, host, phase, age, idle time")
+    ops.add_parser("hosts", help="each host cluster: reachable, drained, sandboxes, caps")
+    for name, text in (("drain", "no new sandboxes on HOST (existing ones stay until reset)"),
+                       ("undrain", "let HOST take new sandboxes again")):  # fmt: skip
+        ops.add_parser(name, help=text).add_argument("host", help="host name from KEPLER_HOSTS")
+    ops.add_parser("cost", help="host CPU, memory and storage one learner's sandbox requests")
     for name, text in (("create", "provision (or resume) a learner's sandbox"),
                        ("pause", "scale a learner's control plane to 0"),
                        ("resume", "wake a paused sandbox"),
@@ -52,32 +61,78 @@ def _duration(seconds: float | None) -> str:
 
 
 def format_table(rows: list[tuple[Any, Any]], now: float) -> str:
-    lines = [f"{'LEARNER':<24} {'NAMESPACE':<18} {'PHASE':<13} {'AGE':>6} {'IDLE':>6}"]
+    lines = [f"{'LEARNER':<24} {'HOST':<12} {'NAMESPACE':<18} {'PHASE':<13} {'AGE':>6} {'IDLE':>6}"]
     for info, _record in rows:
         learner = info.learner_id or "(spare)"
-        lines.append(f"{learner[:24]:<24} {info.name[:18]:<18} {info.phase:<13} "
-                     f"{_duration(info.age(now)):>6} {_duration(info.idle(now)):>6}")  # fmt: skip
+        lines.append(f"{learner[:24]:<24} {(info.host or '-')[:12]:<12} {info.name[:18]:<18} "
+                     f"{info.phase:<13} {_duration(info.age(now)):>6} "
+                     f"{_duration(info.idle(now)):>6}")  # fmt: skip
     return "\n".join(lines)
 
 
-def build_backend(kubeconfig: str) -> Any:
+def format_hosts(pool: Any, found: dict[str, Any]) -> str:
+    """One line per host: state, sandboxes (active of all), the caps placement uses."""
+    lines = [f"{'HOST':<12} {'STATE':<12} {'SANDBOXES':>9} {'ACTIVE':>6} {'MAX':>5} {'CPU':>7} "
+             f"{'MEMORY':>8}"]  # fmt: skip
+    for load in pool.loads(found):
+        cap = load.capacity
+        state = "unreachable" if not load.reachable else "drained" if load.drained else "ok"
+        lines.append(f"{load.name[:12]:<12} {state:<12} {load.sandboxes:>9} {load.active:>6} "
+                     f"{cap.max_sandboxes or '-':>5} "
+                     f"{f'{cap.cpu_m}m' if cap.cpu_m else '-':>7} "
+                     f"{f'{cap.memory // 2**30}Gi' if cap.memory else '-':>8}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _host_client(kubeconfig: str, context: str = "") -> tuple[Any, bool]:
     from kubernetes import client
     from kubernetes import config as kconfig
 
-    from sandbox.backends.vcluster import VClusterBackend
-
     cfg = client.Configuration()
     if kubeconfig:
-        kconfig.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        kconfig.load_kube_config(config_file=kubeconfig, context=context or None,
+                                 client_configuration=cfg)  # fmt: skip
     else:
         kconfig.load_incluster_config(cfg)
-    in_cluster = not kubeconfig
-    return VClusterBackend(
-        client.ApiClient(cfg), settings=HostSettings.from_env(),
-        requirements=course_requirements(load_course().chapters),
-        chart_defaults=load_chart_defaults(), access="service" if in_cluster else "external",
-    )  # fmt: skip
+    return client.ApiClient(cfg), not kubeconfig
 
+
+def build_backend(kubeconfig: str, hosts: str = "") -> Any:
+    """One VClusterBackend for ``HOST_KUBECONFIG``, or a HostPool over ``KEPLER_HOSTS``."""
+    from sandbox.backends.vcluster import VClusterBackend
+    from sandbox.hosts import HostPool, parse_hosts
+
+    course = load_course()
+    settings = HostSettings.from_env()
+    common = {"requirements": course_requirements(course.chapters),
+              "chart_defaults": load_chart_defaults()}  # fmt: skip
+    if not hosts.strip():
+        api, in_cluster = _host_client(kubeconfig)
+        return VClusterBackend(api, settings=settings,
+                               access="service" if in_cluster else "external", **common)  # fmt: skip
+    configs = parse_hosts(hosts)
+    backends = {}
+    for host in configs:
+        api, in_cluster = _host_client(host.kubeconfig or kubeconfig, host.context)
+        own = replace(settings, host_template=host.sandbox_host or settings.host_template,
+                      node_address=host.node_address or settings.node_address)  # fmt: skip
+        backends[host.name] = VClusterBackend(
+            api, settings=own, access="service" if in_cluster else "external", **common)
+    return HostPool(backends, configs, each=_footprint(settings, common, course))
+
+
+def _footprint(settings: HostSettings, common: dict[str, Any], course: Any) -> Any:
+    from sandbox.cost import sandbox_footprint
+
+    return sandbox_footprint(_rendered(settings, common), course)
+
+
+def _rendered(settings: HostSettings, common: dict[str, Any]) -> list[Any]:
+    """One learner's host objects as the backend would apply them (for costs)."""
+    from sandbox.provision import SandboxSpec, render
+
+    return render(SandboxSpec(namespace="kepler-cost", host=settings, learner_id="cost",
+                              learner_hash="cost", **common))  # fmt: skip
 
 def policy_from_env() -> LifecyclePolicy:
     env = os.environ
@@ -97,6 +152,18 @@ async def execute(args: argparse.Namespace, backend: Any, store: Any) -> int:
     op = args.op
     if op == "list":
         print(format_table(await manager.list(), time.time()))
+        return 0
+    if op in ("hosts", "drain", "undrain"):
+        if manager.pool is None:
+            print("one host cluster (HOST_KUBECONFIG); set KEPLER_HOSTS for several",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        if op != "hosts":
+            await manager.drain(args.host, drained=op == "drain")
+            print(f"{args.host}: {'drained' if op == 'drain' else 'taking new sandboxes'}")
+            return 0
+        await manager.drained()
+        print(format_hosts(manager.pool, await manager.pool.scan()))
         return 0
     if op == "gc":
         if args.dry_run:
@@ -125,9 +192,27 @@ async def execute(args: argparse.Namespace, backend: Any, store: Any) -> int:
     raise AssertionError(op)
 
 
+def print_cost() -> int:
+    """``kepler sandbox cost``: no host needed, only the render path and the course."""
+    from sandbox.cost import report
+
+    course = load_course()
+    common = {"requirements": course_requirements(course.chapters),
+              "chart_defaults": load_chart_defaults()}  # fmt: skip
+    print(report(_rendered(HostSettings.from_env(), common), course))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.op == "cost":
+        try:
+            return print_cost()
+        except (ValueError, OSError) as exc:
+            print(f"kepler sandbox: {exc}", file=sys.stderr)
+            return 2
+
     async def main() -> int:
-        backend = build_backend(args.kubeconfig)
+        backend = build_backend(args.kubeconfig, args.hosts)
         async with SQLiteStore(args.db) as store:
             try:
                 return await execute(args, backend, store)

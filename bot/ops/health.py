@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +133,30 @@ def host_cluster_check(api: Any, timeout: float = 3.0) -> Check:
             return str(getattr(info, "git_version", ""))
 
         return True, await asyncio.to_thread(get)
+
+    return check
+
+
+def host_clusters_check(apis: Mapping[str, Any], timeout: float = 3.0) -> Check:
+    """Several host clusters (``KEPLER_HOSTS``): healthy while at least one answers.
+
+    One host down must not make the bot unhealthy (learners elsewhere carry on); the detail
+    names the ones that did not answer.
+    """
+    checks = {name: host_cluster_check(api, timeout) for name, api in apis.items()}
+
+    async def one(name: str) -> bool:
+        try:
+            return (await checks[name]())[0]
+        except Exception:
+            return False
+
+    async def check() -> CheckResult:
+        names = sorted(checks)
+        answers = await asyncio.gather(*(one(n) for n in names))
+        down = [n for n, ok in zip(names, answers, strict=True) if not ok]
+        detail = f"{len(names) - len(down)}/{len(names)} hosts answer"
+        return len(down) < len(names), detail + (f"; unreachable: {', '.join(down)}" if down else "")
 
     return check
 

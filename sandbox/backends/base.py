@@ -24,7 +24,8 @@ from typing import Literal
 
 from kubernetes import client
 
-Phase = Literal["provisioning", "ready", "paused", "failed", "deleting", "spare", "waiting"]
+Phase = Literal["provisioning", "ready", "paused", "failed", "deleting", "spare", "waiting",
+                "unreachable"]
 Step = Literal["queued", "namespace", "control-plane", "api", "ready", "failed", "waiting"]
 STEPS: tuple[Step, ...] = ("namespace", "control-plane", "api", "ready")
 

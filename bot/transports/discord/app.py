@@ -171,7 +171,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     course = load_course(settings.chapters_dir, settings.personas_dir)
     store = await stack.enter_async_context(SQLiteStore(settings.db))
     if getattr(settings, "sandbox_backend", "vcluster") != "kubeconfig":
-        backend = build_backend(settings.host_kubeconfig)
+        backend = build_backend(settings.host_kubeconfig, getattr(settings, "hosts", ""))
     else:
         backend = KubeconfigBackend()
     stack.push_async_callback(backend.close)
@@ -186,6 +186,13 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     manager = SandboxManager(backend, store, policy=policy_from_env(), notify=notify)
     host = getattr(backend, "kube", None)
     ops = await start_ops(settings, store, host_api=host.api if host else None, manager=manager)
+    if manager.pool is not None:  # several hosts: healthy while one answers; each instrumented
+        from bot.ops.health import host_clusters_check
+
+        apis = {name: b.kube.api for name, b in manager.pool.backends.items()}  # type: ignore[attr-defined]
+        for api in apis.values():
+            ops.metrics.instrument_client(api, "host")
+        ops.health.register("host_cluster", host_clusters_check(apis))
     stack.push_async_callback(ops.stop)  # before the store closes (the stack unwinds LIFO)
     ops.health.register("gateway", discord_gateway_check(bot))
     service = ClusterService(
