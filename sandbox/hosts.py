@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -33,6 +34,8 @@ from sandbox.backends.base import (
 from sandbox.placement import Capacity, Footprint, HostLoad, cpu_millis, memory_bytes, place, ranked
 
 HOLDS_REQUESTS = ("ready", "provisioning", "spare")
+REUSE = 2.0  # seconds a scan serves the decisions of one placement
+INFLIGHT_FOR = 900.0  # a placement not provisioned by then is forgotten (the bot gave up)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 
 
@@ -112,6 +115,10 @@ class HostPool(SandboxBackend):
         self.drained: frozenset[str] = frozenset()  # set by the lifecycle from the store
         self._where: dict[str, str] = {}  # learner -> host
         self._names: dict[str, str] = {}  # sandbox name -> host (orphans, spares)
+        self._last: tuple[float, dict[str, list[SandboxInfo] | None]] | None = None
+        # Placed but not yet finished provisioning: counted by placement, so a class that
+        # starts together does not all land on the host that looked emptiest a moment ago.
+        self._inflight: dict[str, tuple[str, float]] = {}  # learner (or spare token) -> host
 
     # --- routing -------------------------------------------------------------------------
 
@@ -152,8 +159,13 @@ class HostPool(SandboxBackend):
         self.down.discard(host)
         return [replace(i, host=host) for i in infos]
 
-    async def scan(self) -> dict[str, list[SandboxInfo] | None]:
-        """List every host at once; None for a host that did not answer (now in ``down``)."""
+    async def scan(self, max_age: float = 0.0) -> dict[str, list[SandboxInfo] | None]:
+        """List every host at once; None for a host that did not answer (now in ``down``).
+
+        ``max_age``: reuse a scan at most this old (one placement makes several decisions).
+        """
+        if self._last is not None and time.monotonic() - self._last[0] <= max_age:
+            return self._last[1]
         names = list(self.backends)
         results = await asyncio.gather(*(self._list_one(h) for h in names))
         found = dict(zip(names, results, strict=True))
@@ -164,26 +176,47 @@ class HostPool(SandboxBackend):
                 self._names[info.name] = host
                 if info.learner_id is not None:
                     self._where.setdefault(info.learner_id, host)
+        self._last = (time.monotonic(), found)
         return found
 
     def loads(self, found: Mapping[str, list[SandboxInfo] | None]) -> list[HostLoad]:
         out = []
+        now = time.monotonic()
+        for key, (_, since) in list(self._inflight.items()):
+            if now - since > INFLIGHT_FOR:
+                del self._inflight[key]
         for host, infos in found.items():
             live = [i for i in infos or [] if i.phase != "deleting"]
+            there = {i.learner_id for i in live}
+            coming = sum(1 for key, (h, _) in self._inflight.items()
+                         if h == host and key not in there)  # fmt: skip
             out.append(HostLoad(
-                name=host, capacity=self.hosts[host].capacity, sandboxes=len(live),
-                active=sum(1 for i in live if i.phase in HOLDS_REQUESTS),
+                name=host, capacity=self.hosts[host].capacity, sandboxes=len(live) + coming,
+                active=sum(1 for i in live if i.phase in HOLDS_REQUESTS) + coming,
                 drained=host in self.drained, reachable=infos is not None,
             ))  # fmt: skip
         return out
 
-    async def place(self, prefer: str = "") -> str | None:
-        """The host for one more sandbox now, or None when none has room."""
-        return place(self.loads(await self.scan()), self.each, prefer)
+    async def place(self, prefer: str = "", reserve: str = "") -> str | None:
+        """The host for one more sandbox now, or None when none has room.
+
+        ``reserve`` (a learner id) holds the place until :meth:`release` or the end of
+        :meth:`provision_on`; the choice and the hold happen without a pause in between.
+        """
+        found = await self.scan(REUSE)
+        host = place(self.loads(found), self.each, prefer)
+        if host is not None and reserve:
+            self._inflight[reserve] = (host, time.monotonic())
+        return host
+
+    def release(self, key: str) -> None:
+        """The placement is done (or dropped); the next decision scans afresh."""
+        self._inflight.pop(key, None)
+        self._last = None
 
     async def usable(self, host: str) -> bool:
         """Reachable, not drained, under its caps (a fresh scan)."""
-        return any(h.name == host for h in ranked(self.loads(await self.scan()), self.each))
+        return any(h.name == host for h in ranked(self.loads(await self.scan(REUSE)), self.each))
 
     # --- the backend interface, routed ---------------------------------------------------
 
@@ -191,7 +224,7 @@ class HostPool(SandboxBackend):
         return self._placed(learner_id)
 
     async def _placed(self, learner_id: str) -> AsyncIterator[ProgressEvent]:
-        host = await self.place()
+        host = await self.place(reserve=learner_id)
         if host is None:
             yield ProgressEvent(learner_id, "failed", "no host cluster has room", done=True)
             return
@@ -201,8 +234,12 @@ class HostPool(SandboxBackend):
     async def provision_on(self, host: str, learner_id: str) -> AsyncIterator[ProgressEvent]:
         """Provision on ``host`` (the lifecycle placed it); the learner is routed there."""
         self.assign(learner_id, host)
-        async for event in self.on(host).provision(learner_id):
-            yield event
+        self._inflight.setdefault(learner_id, (host, time.monotonic()))
+        try:
+            async for event in self.on(host).provision(learner_id):
+                yield event
+        finally:
+            self.release(learner_id)
 
     async def move(self, learner_id: str, to: str) -> AsyncIterator[ProgressEvent]:
         """Reset onto another host: a fresh sandbox on ``to``, then the old one goes.
@@ -212,9 +249,13 @@ class HostPool(SandboxBackend):
         """
         old = self._where.get(learner_id)
         ok = False
-        async for event in self.on(to).provision(learner_id):
-            ok = ok or event.step == "ready"
-            yield event
+        self._inflight.setdefault(learner_id, (to, time.monotonic()))
+        try:
+            async for event in self.on(to).provision(learner_id):
+                ok = ok or event.step == "ready"
+                yield event
+        finally:
+            self.release(learner_id)
         if not ok:
             return
         self._where[learner_id] = to
@@ -230,6 +271,7 @@ class HostPool(SandboxBackend):
 
     async def pause(self, learner_id: str) -> None:
         await self.on(await self.host_of(learner_id)).pause(learner_id)
+        self._last = None
 
     def resume(self, learner_id: str) -> AsyncIterator[ProgressEvent]:
         return self._routed(learner_id, "resume")
@@ -243,8 +285,11 @@ class HostPool(SandboxBackend):
         except SandboxError as exc:
             yield ProgressEvent(learner_id, "failed", str(exc), done=True)
             return
-        async for event in getattr(backend, op)(learner_id):
-            yield event
+        try:
+            async for event in getattr(backend, op)(learner_id):
+                yield event
+        finally:
+            self._last = None  # a resumed sandbox holds requests again
 
     async def delete(self, learner_id: str) -> None:
         try:
@@ -253,6 +298,7 @@ class HostPool(SandboxBackend):
             return
         await self.on(host).delete(learner_id)
         self._where.pop(learner_id, None)
+        self._last = None
 
     async def list(self) -> list[SandboxInfo]:
         return [i for infos in (await self.scan()).values() for i in infos or []]
@@ -261,16 +307,20 @@ class HostPool(SandboxBackend):
         return self._spare()
 
     async def _spare(self) -> AsyncIterator[ProgressEvent]:
-        host = await self.place()
+        token = f"spare:{time.monotonic_ns()}"
+        host = await self.place(reserve=token)
         if host is None:
             yield ProgressEvent("", "failed", "no host cluster has room for a spare", done=True)
             return
-        async for event in self.on(host).provision_spare():
-            yield event
+        try:
+            async for event in self.on(host).provision_spare():
+                yield event
+        finally:
+            self.release(token)
 
     async def claim_spare(self, learner_id: str) -> SandboxInfo | None:
         """A spare from the best host that has one (never a drained or unreachable host)."""
-        for load in ranked(self.loads(await self.scan()), self.each):
+        for load in ranked(self.loads(await self.scan(REUSE)), self.each):
             info = await self.on(load.name).claim_spare(learner_id)
             if info is not None:
                 self._where[learner_id] = load.name
@@ -283,6 +333,7 @@ class HostPool(SandboxBackend):
             raise SandboxNotFound(f"no sandbox named {name} on a known host")
         await self.on(host).delete_named(name)
         self._names.pop(name, None)
+        self._last = None
 
     async def close(self) -> None:
         for backend in self.backends.values():

@@ -138,10 +138,10 @@ class SandboxManager:
         await self.pool.scan()
         return record.host in self.pool.down
 
-    async def _place(self, prefer: str = "") -> str | None:
+    async def _place(self, prefer: str = "", reserve: str = "") -> str | None:
         await self.drained()
         assert self.pool is not None
-        return await self.pool.place(prefer)
+        return await self.pool.place(prefer, reserve)
 
     # --- bringing a sandbox up ---------------------------------------------------------------
 
@@ -171,7 +171,8 @@ class SandboxManager:
             host = ""
             if self.pool is not None:
                 usable = record is not None and record.host and await self.pool.usable(record.host)
-                host = record.host if usable and record else await self._place() or ""
+                host = (record.host if usable and record
+                        else await self._place(reserve=learner_id) or "")  # fmt: skip
                 if not host:
                     position = await self.store.add_waiting(learner_id, guild, self.clock())
                     yield ProgressEvent(learner_id, "waiting",
@@ -182,6 +183,8 @@ class SandboxManager:
             if record is None and self.backend.supports_spares:
                 spare = await self._claim(learner_id)
                 if spare is not None:
+                    if self.pool is not None:
+                        self.pool.release(learner_id)
                     await self._save(self._new_record(learner_id, spare.name, guild, "ready",
                                                       spare.host))  # fmt: skip
                     yield ProgressEvent(learner_id, "ready", "sandbox ready (from the warm pool)",
@@ -277,7 +280,7 @@ class SandboxManager:
             events = self.backend.reset(learner_id)
             if self.pool is not None:  # stay where it is unless that host is drained, down, full
                 current = record.host or self.pool.where(learner_id) or ""
-                target = await self._place(prefer=current)
+                target = await self._place(prefer=current, reserve=learner_id)
                 if target is None:
                     yield ProgressEvent(learner_id, "failed", "no host cluster has room",
                                         done=True)  # fmt: skip

@@ -213,3 +213,16 @@ async def test_reset_with_nowhere_to_go_keeps_the_sandbox(emu, pool, store) -> N
     record = await store.get_sandbox("ada")
     assert (record.host, record.phase) == (home, "ready")
     assert list(sandboxes_on(emu, home).values()) == ["ada"]
+
+
+async def test_a_class_starting_together_respects_every_cap(emu, pool, store) -> None:
+    """Placements in flight count: six at once fill three hosts of two, not one host of six."""
+    import asyncio
+
+    m = manager(pool, store, max_per_server=50)
+    results = await asyncio.gather(*(drain(m.ensure(f"s{i}", "class")) for i in range(7)))
+    steps = sorted(r[-1].step for r in results)
+    assert steps == ["ready"] * 6 + ["waiting"]
+    assert sorted((await hosts_of(store)).values()) == sorted(HOSTS * 2)
+    for host in HOSTS:
+        assert len(sandboxes_on(emu, host)) == 2
