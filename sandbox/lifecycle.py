@@ -131,12 +131,10 @@ class SandboxManager:
         if self.pool is not None and record is not None and record.host:
             self.pool.assign(record.learner_id, record.host)
 
-    async def _host_down(self, record: SandboxRecord) -> bool:
-        """The record's host did not answer its last scan, and still does not."""
-        if self.pool is None or record.host not in self.pool.down:
-            return False
-        await self.pool.scan()
-        return record.host in self.pool.down
+    def _host_down(self, record: SandboxRecord) -> bool:
+        """The record's host did not answer its last scan (housekeeping rescans every tick;
+        asking again here would make the learner wait out the dark host's timeouts)."""
+        return self.pool is not None and record.host in self.pool.down
 
     async def _place(self, prefer: str = "", reserve: str = "") -> str | None:
         await self.drained()
@@ -151,7 +149,7 @@ class SandboxManager:
             record = await self.store.get_sandbox(learner_id)
             self._route(record)
             if (record is not None and record.phase in ("ready", "paused")
-                    and await self._host_down(record)):
+                    and self._host_down(record)):
                 yield ProgressEvent(learner_id, "failed", HOST_DOWN, done=True)
                 return
             if record is not None and record.phase == "ready":
