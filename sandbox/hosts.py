@@ -159,16 +159,21 @@ class HostPool(SandboxBackend):
         self.down.discard(host)
         return [replace(i, host=host) for i in infos]
 
-    async def scan(self, max_age: float = 0.0) -> dict[str, list[SandboxInfo] | None]:
+    async def scan(self, max_age: float = 0.0,
+                   probe_down: bool = False) -> dict[str, list[SandboxInfo] | None]:
         """List every host at once; None for a host that did not answer (now in ``down``).
 
         ``max_age``: reuse a scan at most this old (one placement makes several decisions).
+        Hosts already down are left out (None) unless ``probe_down``: only housekeeping asks
+        them again, so a dark host's timeouts never hold up a placement or a listing.
         """
-        if self._last is not None and time.monotonic() - self._last[0] <= max_age:
+        if not probe_down and self._last is not None and (
+                time.monotonic() - self._last[0] <= max_age):
             return self._last[1]
-        names = list(self.backends)
+        names = [h for h in self.backends if probe_down or h not in self.down]
         results = await asyncio.gather(*(self._list_one(h) for h in names))
-        found = dict(zip(names, results, strict=True))
+        found: dict[str, list[SandboxInfo] | None] = dict.fromkeys(self.backends)
+        found.update(zip(names, results, strict=True))
         for host, infos in found.items():
             for info in infos or []:
                 if info.phase == "deleting":

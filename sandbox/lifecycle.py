@@ -366,7 +366,7 @@ class SandboxManager:
         if self.pool is None:
             return
         await self.drained()
-        await self.pool.scan()
+        await self.pool.scan(probe_down=True)
         gone = self.pool.down - self._told_down
         back = self._told_down - self.pool.down
         if not gone and not back:
@@ -419,6 +419,8 @@ class SandboxManager:
     async def reconcile(self) -> dict[str, int]:
         """Adopt what exists on the host, delete orphans, forget what vanished."""
         counts = {"adopted": 0, "orphans": 0, "forgotten": 0}
+        if self.pool is not None:  # housekeeping: ask hosts marked down again too
+            await self.pool.scan(probe_down=True)
         infos = await self.backend.list()
         records = {r.learner_id: r for r in await self.store.sandboxes()}
         seen: dict[str, SandboxInfo] = {}

@@ -138,10 +138,12 @@ async def test_an_unreachable_host_leaves_the_others_alone(emu, pool, store) -> 
         api.close()
     await m.pause(others[0])
     assert (await drain(m.ensure(others[0])))[-1].step == "ready"
+    asked = len(emu[dark].requests)
     await drain(m.ensure("new"))
     assert (await store.get_sandbox("new")).host != dark  # placement skips it
     rows = {(i.learner_id, i.phase, i.host) for i, _ in await m.list()}
     assert ("a2", "unreachable", dark) in rows
+    assert len(emu[dark].requests) == asked  # nobody waits on the dark host but housekeeping
 
     emu[dark].unreachable = False
     await m.tick()
