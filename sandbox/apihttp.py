@@ -78,7 +78,8 @@ def ssl_context(cfg: client.Configuration) -> ssl.SSLContext | None:
 def auth_headers(cfg: client.Configuration) -> dict[str, str]:
     """``Accept`` plus the bearer token header, as the official client would send it."""
     headers = {"Accept": "application/json"}
-    for setting in cfg.auth_settings().values():
+    settings: Any = cfg.auth_settings()  # a TypedDict of TypedDicts; read as plain dicts
+    for setting in settings.values():
         if setting.get("in") == "header" and setting.get("value"):
             headers[str(setting["key"])] = str(setting["value"])
     return headers

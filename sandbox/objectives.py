@@ -564,7 +564,7 @@ def _judge_match(spec: MatchObjective, snap: Snapshot, ctx: EvalContext) -> Verd
     good = [o for o in scope if mismatch(spec.fields, o) is None]
     if len(good) < spec.min:
         bad = next(o for o in scope if o not in good)
-        why = mismatch(spec.fields, bad)
+        why = mismatch(spec.fields, bad) or ""
         head = (f"{len(good)} of {spec.min} required {t.kind}s match; "
                 if spec.min > 1 or len(scope) > 1 else "")
         return False, f"{head}{t.kind} {_name(bad)}: {why}"
@@ -591,7 +591,7 @@ def _judge_ready_pods(spec: ReadyPodsObjective, snap: Snapshot, ctx: EvalContext
         return False, detail
     if spec.distinct_nodes:
         need = max(1, min(spec.min, len(_ready_nodes(snap))))
-        nodes = {(p.get("spec") or {}).get("nodeName") for p in ready} - {None}
+        nodes = {n for p in ready if (n := (p.get("spec") or {}).get("nodeName"))}
         if len(nodes) < need:
             return False, (f"the {len(ready)} Ready {label} run on {len(nodes)} node(s) "
                            f"({', '.join(sorted(nodes))}); need {need} distinct nodes")

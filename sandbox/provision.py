@@ -657,7 +657,7 @@ def widening_rules(policy: Mapping[str, Any]) -> list[str]:
             for p in private:
                 if net.version != p.version or not (net.overlaps(p)):
                     continue
-                if not any(p.subnet_of(e) for e in excepted if e.version == p.version):
+                if not any(p.subnet_of(e) for e in excepted if e.version == p.version):  # type: ignore[arg-type]
                     problems.append(f"egress[{i}] ipBlock {block['cidr']} reaches {p}")
     return problems
 

@@ -25,20 +25,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from kubernetes import client
 
-from bot.content.schema import Drill, FactCheck
-from bot.engine.ports import CheckResult
 from sandbox.apihttp import Observe
 from sandbox.backends.base import SandboxBackend, SandboxError
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.errors import ClusterError, ClusterTimeout
 from sandbox.objectives import EvalContext, ObjectiveSpec, Snapshot, evaluate_all, kinds_for
+from sandbox.results import CheckResult
 from sandbox.snapshot import NOT_WATCHED, ClusterReader
 from sandbox.watch import AsyncChangeNotifier
 
@@ -55,6 +55,29 @@ The story goes on without one; to do the tasks, start a local cluster and run `k
   minikube: minikube start                           (https://minikube.sigs.k8s.io)
   k3d:      k3d cluster create kepler                (https://k3d.io)
 Then `kubectl get nodes` should list at least one Ready node."""
+
+
+class Drill(Protocol):
+    """What the story does to a cluster (the course's ``Drill``, read by shape only: the
+    sandbox sits below the course content and imports nothing from it)."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def count(self) -> int: ...
+
+
+class FactCheck(Protocol):
+    """A number to read from live state for a Think First answer (the course's ``FactCheck``)."""
+
+    @property
+    def measure(self) -> str: ...
+    @property
+    def namespace(self) -> str | None: ...
 
 
 @dataclass
@@ -180,7 +203,7 @@ class ClusterService:
         me = asyncio.current_task()
         if f.queued is me:
             f.queued = None
-        f.current, f.started = me, time.monotonic()  # type: ignore[assignment]
+        f.current, f.started = me, time.monotonic()
         return await self._read(learner_id, kinds)
 
     async def _read(self, learner_id: str, kinds: frozenset[str]) -> Snapshot:
@@ -270,9 +293,10 @@ class ClusterService:
                 drill.namespace, label_selector=selector, _request_timeout=self.timeout
             )
             for pod in pods.items[: drill.count]:
-                core.delete_namespaced_pod(
-                    pod.metadata.name, drill.namespace, _request_timeout=self.timeout
-                )
+                if pod.metadata is not None and pod.metadata.name:
+                    core.delete_namespaced_pod(
+                        pod.metadata.name, drill.namespace, _request_timeout=self.timeout
+                    )
 
         await asyncio.to_thread(act)
         log.info("drill %s ran", drill.action, extra={"learner": learner_id})

@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -49,9 +49,6 @@ from kubernetes.config.config_exception import ConfigException
 from sandbox.apihttp import Credentials, Observe, get_json
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
 from sandbox.objectives import Snapshot
-
-if TYPE_CHECKING:
-    from sandbox.watch import AsyncChangeNotifier
 
 
 @dataclass(frozen=True)
@@ -211,15 +208,6 @@ class ClusterReader:
         except TimeoutError:
             raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s") from None
         return Snapshot(objects, versions=versions)
-
-    def watch_changes(self, since: Snapshot, window: float = 600.0) -> AsyncChangeNotifier:
-        """Start an :class:`~sandbox.watch.AsyncChangeNotifier` for the kinds in ``since``
-        (from their versions); call from the event loop."""
-        from sandbox.watch import AsyncChangeNotifier
-
-        n = AsyncChangeNotifier(self, since.versions, window=window)
-        n.start()
-        return n
 
 
 def _known(kinds: Iterable[str]) -> list[str]:

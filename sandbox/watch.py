@@ -37,6 +37,7 @@ from sandbox.apihttp import (
 )
 from sandbox.errors import ClusterError, ClusterForbidden
 from sandbox.httpstream import HttpStream
+from sandbox.objectives import Snapshot
 from sandbox.snapshot import KINDS, NOT_WATCHED, ClusterReader
 
 # --- the notifier ------------------------------------------------------------------------
@@ -189,3 +190,13 @@ class AsyncChangeNotifier:
                 self.last_error = map_error(exc, f"{self.reader.server}{KINDS[kind].path}")
                 failures += 1
                 await asyncio.sleep(backoff(failures))
+
+
+def watch_changes(reader: ClusterReader, since: Snapshot, window: float = 600.0
+                  ) -> AsyncChangeNotifier:
+    """Start an :class:`AsyncChangeNotifier` for the kinds in ``since`` (from their versions);
+    call from the event loop. (Here, not on the reader: the watch builds on the reader, never
+    the other way round.)"""
+    n = AsyncChangeNotifier(reader, since.versions, window=window)
+    n.start()
+    return n

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection
-from typing import Literal
 
-Pacing = Literal["together", "quorum", "self-paced"]
-PACINGS: tuple[Pacing, ...] = ("together", "quorum", "self-paced")
+from bot.core.values import PACINGS as PACINGS
+from bot.core.values import Pacing
 
 
 def gate_open(

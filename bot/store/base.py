@@ -10,10 +10,9 @@ from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from bot.engine.pacing import Pacing
-from bot.engine.ports import Address, Outgoing
+from bot.core.values import Address, Outgoing, Pacing
 from bot.store.records import Learner, Member, Mission, ObjectiveStatus, OutboxItem, TranscriptEntry
-from sandbox.backends.base import SandboxRecord, WaitlistEntry
+from sandbox.records import SandboxRecord, WaitlistEntry
 
 
 class Store(Protocol):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.engine.pacing import Pacing
-from bot.engine.ports import Address, Outgoing
+from bot.core.values import Address, Outgoing, Pacing
 
 
 @dataclass(frozen=True)

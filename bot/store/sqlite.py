@@ -20,8 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.engine.pacing import Pacing
-from bot.engine.ports import Address, Outgoing
+from bot.core.values import Address, Outgoing, Pacing
 from bot.store.migrations import MIGRATIONS
 from bot.store.records import (
     Learner,
@@ -31,7 +30,7 @@ from bot.store.records import (
     OutboxItem,
     TranscriptEntry,
 )
-from sandbox.backends.base import SandboxRecord, WaitlistEntry
+from sandbox.records import SandboxRecord, WaitlistEntry
 
 _MISSION_COLUMNS = frozenset({"chapter", "beat", "emitted", "state", "data", "pacing", "quorum"})
 

@@ -24,8 +24,11 @@ from typing import Literal
 
 from kubernetes import client
 
-Phase = Literal["provisioning", "ready", "paused", "failed", "deleting", "spare", "waiting",
-                "unreachable"]
+# Re-exported: the records live in sandbox.records so the store needs no backend.
+from sandbox.records import Phase
+from sandbox.records import SandboxRecord as SandboxRecord
+from sandbox.records import WaitlistEntry as WaitlistEntry
+
 Step = Literal["queued", "namespace", "control-plane", "api", "ready", "failed", "waiting"]
 STEPS: tuple[Step, ...] = ("namespace", "control-plane", "api", "ready")
 
@@ -62,31 +65,6 @@ class SandboxInfo:
 
     def idle(self, now: float) -> float | None:
         return None if self.last_active is None else max(0.0, now - self.last_active)
-
-
-@dataclass(frozen=True)
-class SandboxRecord:
-    """What the store keeps per learner's sandbox (no secrets)."""
-
-    learner_id: str
-    backend: str
-    name: str
-    phase: Phase
-    created: float
-    last_active: float
-    guild: str | None = None
-    expires_at: float | None = None
-    warned: bool = False
-    paused_at: float | None = None
-    error: str = ""
-    host: str = ""  # the host cluster that holds it ("" when there is only one)
-
-
-@dataclass(frozen=True)
-class WaitlistEntry:
-    learner_id: str
-    guild: str | None
-    since: float
 
 
 # --- errors --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import copy
 import logging
 import secrets
@@ -194,7 +195,7 @@ class VClusterBackend(SandboxBackend):
 
     def _namespace_active(self, namespace: str) -> bool:
         ns = self.kube.get("v1", "Namespace", namespace)
-        return bool(ns) and (ns.get("status") or {}).get("phase", "Active") == "Active"
+        return ns is not None and (ns.get("status") or {}).get("phase", "Active") == "Active"
 
     def _sts(self, namespace: str) -> Obj | None:
         return self.kube.get("apps/v1", "StatefulSet", RELEASE, namespace)
@@ -428,7 +429,7 @@ class VClusterBackend(SandboxBackend):
 
         return await asyncio.to_thread(run)
 
-    def _list_sync(self) -> list[SandboxInfo]:
+    def _list_sync(self) -> builtins.list[SandboxInfo]:
         namespaces = self.kube.list("v1", "Namespace", selector=NS_SELECTOR)
         sets = {s["metadata"]["namespace"]: s
                 for s in self.kube.list("apps/v1", "StatefulSet", selector=STS_SELECTOR)}

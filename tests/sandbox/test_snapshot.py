@@ -10,6 +10,7 @@ import pytest
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
 from sandbox.objectives import EvalContext, evaluate_all, kinds_for
 from sandbox.snapshot import KINDS, ClusterReader
+from sandbox.watch import watch_changes
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 from tests.sandbox.test_objectives import spec
@@ -139,7 +140,7 @@ async def test_change_notifier_fires_fast_and_is_quiet_when_idle(emu: KubeEmulat
     r = reader(emu, name)
     snap = r.read({"Pod", "Deployment", "Event"}, 5)
     c.clear_requests()
-    notifier = r.watch_changes(snap, window=1.0)
+    notifier = watch_changes(r, snap, window=1.0)
     try:
         assert not await notifier.wait(1.2)  # idle: nothing fires
         assert c.count(watch=True) <= 4  # two kinds (no Event), about one request per window
@@ -160,7 +161,7 @@ async def test_change_between_read_and_watch_is_seen(emu: KubeEmulator, name: st
     r = reader(emu, name)
     snap = r.read({"Deployment"}, 5)
     c.put(ob.deployment("api", "ops"))  # before the watch starts
-    notifier = r.watch_changes(snap, window=5.0)
+    notifier = watch_changes(r, snap, window=5.0)
     try:
         assert await notifier.wait(2.0)
     finally:

@@ -10,7 +10,7 @@ import pytest
 from sandbox.apihttp import auth_headers
 from sandbox.errors import ClusterForbidden
 from sandbox.snapshot import KINDS, ClusterReader
-from sandbox.watch import AsyncChangeNotifier
+from sandbox.watch import AsyncChangeNotifier, watch_changes
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 
@@ -45,7 +45,7 @@ async def test_expired_watch_fires_and_resumes_from_a_fresh_list(
     else:  # the watch request itself answered 410 Gone/Expired
         c.fail(410, "GET", KINDS["Deployment"].path + "$", times=1)
     c.clear_requests()
-    notifier = r.watch_changes(snap, window=5.0)
+    notifier = watch_changes(r, snap, window=5.0)
     try:
         assert await notifier.wait(2.0)  # conservative: re-check after 410
         for _ in range(40):
@@ -71,7 +71,7 @@ async def test_tls_with_a_bearer_token_from_a_kubeconfig(emu: KubeEmulator, name
     snap = r.read({"Pod", "Deployment"}, 5)
     before = set(threading.enumerate())
     c.clear_requests()
-    notifier = r.watch_changes(snap, window=5.0)
+    notifier = watch_changes(r, snap, window=5.0)
     try:
         assert not await notifier.wait(0.5)
         assert c.count(watch=True) == 2  # both kinds watched, authenticated over TLS

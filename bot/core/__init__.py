@@ -1,0 +1,1 @@
+"""Plain values shared by the engine, the store and the transports (no behaviour)."""

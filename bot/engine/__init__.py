@@ -1,0 +1,1 @@
+"""The mission engine: beats, gates, pacing, feedback, delivery and the live loop."""

@@ -1,0 +1,1 @@
+"""Persistence: the store interface and its SQLite implementation."""
