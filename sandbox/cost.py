@@ -184,7 +184,8 @@ def chapter_costs(course: Any, objects: Sequence[Obj]) -> list[ChapterCost]:
     """Per chapter: earlier chapters' solutions plus everything this chapter applies."""
     d = Defaults.from_objects(objects)
     base = control_plane(objects) + coredns(objects)
-    out, kept = [], []
+    out: list[ChapterCost] = []
+    kept: list[Path] = []
     for i, chapter in enumerate(course.chapters):
         mine = [course.manifest_path(i, m.file) for t in course.tasks(i) for m in t.manifests]
         own = workloads(load_docs(kept + mine), d)
