@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("play", "lint", "verify", "serve", "sandbox", "backup", "restore")
+COMMANDS = ("play", "lint", "verify", "serve", "sandbox", "backup", "restore", "settings")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -38,8 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     named = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(named if named in COMMANDS else None).parse_args(argv)
+    from bot.config import SettingsError
+
     try:
         return int(args.func(args) or 0)
+    except SettingsError as exc:  # a bad variable: one line naming it, no traceback
+        print(f"kepler: bad setting: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import os
 import re
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -106,19 +105,6 @@ class HostSettings:
     storage_class: str = ""  # for the control plane's PVC; "" = host default
     sizing: Sizing = field(default_factory=Sizing)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> HostSettings:
-        env = os.environ if env is None else env
-        return cls(
-            exposure=env.get("KEPLER_SANDBOX_EXPOSURE", "Ingress"),  # type: ignore[arg-type]
-            host_template=env.get("KEPLER_SANDBOX_HOST", cls.host_template),
-            node_address=env.get("KEPLER_SANDBOX_NODE_ADDRESS", ""),
-            ingress_class=env.get("KEPLER_SANDBOX_INGRESS_CLASS", "nginx"),
-            ingress_namespace=env.get("KEPLER_SANDBOX_INGRESS_NAMESPACE", "ingress-nginx"),
-            bot_namespace=env.get("KEPLER_SANDBOX_BOT_NAMESPACE", "kepler-system"),
-            storage_class=env.get("KEPLER_SANDBOX_STORAGE_CLASS", ""),
-        )
-
 
 @dataclass(frozen=True)
 class SandboxSpec:
@@ -151,10 +137,9 @@ def course_requirements(chapters: Iterable[Any]) -> frozenset[str]:
 def load_chart_defaults(path: str | Path | None = None, cache_dir: Path | None = None) -> Obj:
     """The pinned chart's ``values.yaml`` as a dict, checked against :data:`VALUES_SHA256`.
 
-    From ``path`` or ``KEPLER_VCLUSTER_VALUES`` if set, else from the cache, else downloaded
+    From ``path`` (``KEPLER_VCLUSTER_VALUES``, via bot.config) if given, else from the cache, else downloaded
     from :data:`VALUES_URL` into the cache (``~/.cache/kepler``).
     """
-    path = path or os.environ.get("KEPLER_VCLUSTER_VALUES")
     if path:
         raw = Path(path).read_bytes()
     else:

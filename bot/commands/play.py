@@ -23,7 +23,7 @@ from bot.engine.ports import Address, Outgoing
 from bot.logs import setup_logging
 from bot.store.sqlite import SQLiteStore
 from bot.transports.terminal import Ledger, TerminalTransport
-from bot.voice import build_voice
+from bot.voice import BudgetLimits, build_voice
 from sandbox.service import connect_local
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ async def _play(args: argparse.Namespace, settings: Settings, course: Course) ->
     user = args.name or os.environ.get("USER") or getpass.getuser() or "learner"
     learner_id = f"terminal:{user}"
     cluster = connect_local(
-        kubeconfig=args.kubeconfig, context=args.context, timeout=settings.float("check_timeout")
+        kubeconfig=args.kubeconfig, context=args.context, timeout=settings.check_timeout
     )
     async with SQLiteStore(db) as store:
         transport = TerminalTransport(
@@ -97,6 +97,11 @@ async def _play(args: argparse.Namespace, settings: Settings, course: Course) ->
             model=settings.model,
             store=store,
             cluster_provider=cluster.client_for,
+            limits=BudgetLimits(
+                learner_daily_tokens=settings.voice_daily_tokens,
+                guild_daily_tokens=settings.voice_guild_daily_tokens,
+                requests_per_minute=settings.voice_per_minute,
+            ),
         )
         engine = Engine(course, store, cluster, voice, transport)
         address = Address("terminal", "solo", user)

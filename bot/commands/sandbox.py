@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from dataclasses import replace
 from typing import Any
 
+from bot.config import Settings
 from bot.content.course import load_course
 from bot.store.sqlite import SQLiteStore
 from sandbox.backends.base import SandboxError
-from sandbox.lifecycle import LifecyclePolicy, SandboxManager
+from sandbox.lifecycle import SandboxManager
 from sandbox.provision import HostSettings, course_requirements, load_chart_defaults
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sandbox", help="operate learners' sandboxes on the host cluster")
-    p.add_argument("--kubeconfig", default=os.environ.get("HOST_KUBECONFIG", ""),
+    p.add_argument("--kubeconfig", default=None,
                    help="host cluster kubeconfig (default: HOST_KUBECONFIG, else in-cluster)")  # fmt: skip
-    p.add_argument("--hosts", default=os.environ.get("KEPLER_HOSTS", ""),
+    p.add_argument("--hosts", default=None,
                    help="several host clusters (default: KEPLER_HOSTS; see docs/operating.md)")
-    p.add_argument("--db", default=os.environ.get("KEPLER_DB", "./kepler.db"))
+    p.add_argument("--db", default=None, help="state file (default: KEPLER_DB)")
     ops = p.add_subparsers(dest="op", required=True, metavar="OP")
     ops.add_parser("list", help="learner, host, phase, age, idle time")
     ops.add_parser("hosts", help="each host cluster: reachable, drained, sandboxes, caps")
@@ -97,15 +97,16 @@ def _host_client(kubeconfig: str, context: str = "") -> tuple[Any, bool]:
     return client.ApiClient(cfg), not kubeconfig
 
 
-def build_backend(kubeconfig: str, hosts: str = "") -> Any:
+def build_backend(kubeconfig: str, hosts: str = "", env: Settings | None = None) -> Any:
     """One VClusterBackend for ``HOST_KUBECONFIG``, or a HostPool over ``KEPLER_HOSTS``."""
     from sandbox.backends.vcluster import VClusterBackend
     from sandbox.hosts import HostPool, parse_hosts
 
+    env = env or Settings.from_env()
     course = load_course()
-    settings = HostSettings.from_env()
+    settings = env.host_settings()
     common = {"requirements": course_requirements(course.chapters),
-              "chart_defaults": load_chart_defaults()}  # fmt: skip
+              "chart_defaults": load_chart_defaults(env.vcluster_values or None)}  # fmt: skip
     if not hosts.strip():
         api, in_cluster = _host_client(kubeconfig)
         return VClusterBackend(api, settings=settings,
@@ -134,21 +135,8 @@ def _rendered(settings: HostSettings, common: dict[str, Any]) -> list[Any]:
     return render(SandboxSpec(namespace="kepler-cost", host=settings, learner_id="cost",
                               learner_hash="cost", **common))  # fmt: skip
 
-def policy_from_env() -> LifecyclePolicy:
-    env = os.environ
-    base = LifecyclePolicy()
-    return LifecyclePolicy(
-        idle_pause_after=float(env.get("KEPLER_SANDBOX_IDLE_PAUSE", base.idle_pause_after)),
-        ttl=float(env.get("KEPLER_SANDBOX_TTL", base.ttl)),
-        warn_before=float(env.get("KEPLER_SANDBOX_WARN_BEFORE", base.warn_before)),
-        max_per_server=int(env.get("KEPLER_SANDBOX_MAX_PER_SERVER", base.max_per_server)),
-        max_total=int(env.get("KEPLER_SANDBOX_MAX_TOTAL", base.max_total)),
-        warm_pool=int(env.get("KEPLER_SANDBOX_WARM_POOL", base.warm_pool)),
-    )
-
-
 async def execute(args: argparse.Namespace, backend: Any, store: Any) -> int:
-    manager = SandboxManager(backend, store, policy=policy_from_env())
+    manager = SandboxManager(backend, store, policy=Settings.from_env().lifecycle_policy())
     op = args.op
     if op == "list":
         print(format_table(await manager.list(), time.time()))
@@ -196,10 +184,11 @@ def print_cost() -> int:
     """``kepler sandbox cost``: no host needed, only the render path and the course."""
     from sandbox.cost import report
 
+    env = Settings.from_env()
     course = load_course()
     common = {"requirements": course_requirements(course.chapters),
-              "chart_defaults": load_chart_defaults()}  # fmt: skip
-    print(report(_rendered(HostSettings.from_env(), common), course))
+              "chart_defaults": load_chart_defaults(env.vcluster_values or None)}  # fmt: skip
+    print(report(_rendered(env.host_settings(), common), course))
     return 0
 
 
@@ -211,9 +200,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"kepler sandbox: {exc}", file=sys.stderr)
             return 2
 
+    env = Settings.from_env()
+    kubeconfig = env.host_kubeconfig if args.kubeconfig is None else args.kubeconfig
+    hosts = env.hosts if args.hosts is None else args.hosts
+
     async def main() -> int:
-        backend = build_backend(args.kubeconfig, args.hosts)
-        async with SQLiteStore(args.db) as store:
+        backend = build_backend(kubeconfig, hosts, env)
+        async with SQLiteStore(args.db or env.db) as store:
             try:
                 return await execute(args, backend, store)
             finally:

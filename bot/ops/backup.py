@@ -286,13 +286,13 @@ class BackupScheduler:
 
 def from_settings(settings: Settings, metrics: Metrics | None = None) -> BackupScheduler | None:
     """The scheduler the backup settings ask for; None when backups are off (every = 0)."""
-    every = settings.float("backup_every")
+    every = settings.backup_every
     if every <= 0:
         return None
     return BackupScheduler(
         settings.db,
         default_dir(settings.db, settings.backup_dir),
         every=every * 60,
-        keep=settings.int("backup_keep"),
+        keep=settings.backup_keep,
         metrics=metrics,
     )

@@ -50,7 +50,7 @@ async def start_ops(
     ``KEPLER_HEALTH_PORT`` (0: none) and the backup schedule (``KEPLER_BACKUP_EVERY`` 0: none).
     """
     metrics = metrics or Metrics()
-    metrics.track_store(settings.db, idle_after=settings.float("idle_minutes") * 60)
+    metrics.track_store(settings.db, idle_after=settings.idle_seconds)
     if manager is not None:
         metrics.track_sandboxes(manager)
     install_discord_rate_limit_counter(metrics)
@@ -60,8 +60,8 @@ async def start_ops(
         metrics.instrument_client(host_api, "host")
         health.register("host_cluster", host_cluster_check(host_api))
     server = None
-    if settings.int("health_port") > 0:
-        server = await HealthServer(health, metrics, port=settings.int("health_port")).start()
+    if settings.health_port > 0:
+        server = await HealthServer(health, metrics, port=settings.health_port).start()
     backups = from_settings(settings, metrics)
     if backups is not None:
         backups.start()

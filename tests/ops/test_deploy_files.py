@@ -6,7 +6,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from bot.config import VARS
+from bot.config import is_secret, variables
 from sandbox.provision import VALUES_SHA256, VCLUSTER_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +48,12 @@ def test_fly_toml_runs_one_always_on_machine_with_a_volume_and_a_health_check():
     assert _seconds(fly["kill_timeout"]) >= 30
     # no secret values in the file, only their names in comments
     text = (ROOT / "fly.toml").read_text()
-    secrets = {v.env for v in VARS if v.secret} - {"HOST_KUBECONFIG"}  # that one is a path here
+    secrets = {env for env, _, info in variables() if is_secret(info)} - {"HOST_KUBECONFIG"}  # that one is a path here
     for name in secrets:
         assert name not in env
     assert re.search(r"HOST_KUBECONFIG_DATA", text)
     # every [env] name is a setting the bot knows
-    assert set(env) <= {v.env for v in VARS}
+    assert set(env) <= {name for name, _, _ in variables()}
 
 
 def _stages(dockerfile: str) -> list[str]:

@@ -157,7 +157,7 @@ class App:
 
 async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     """The real composition for ``kepler serve`` (resources registered on ``stack``)."""
-    from bot.commands.sandbox import build_backend, policy_from_env
+    from bot.commands.sandbox import build_backend
     from bot.content.course import load_course
     from bot.ops.health import discord_gateway_check
     from bot.ops.metrics import MeteredUsageStore
@@ -170,8 +170,8 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
 
     course = load_course(settings.chapters_dir, settings.personas_dir)
     store = await stack.enter_async_context(SQLiteStore(settings.db))
-    if getattr(settings, "sandbox_backend", "vcluster") != "kubeconfig":
-        backend = build_backend(settings.host_kubeconfig, getattr(settings, "hosts", ""))
+    if settings.sandbox_backend != "kubeconfig":
+        backend = build_backend(settings.host_kubeconfig, settings.hosts, settings)
     else:
         backend = KubeconfigBackend()
     stack.push_async_callback(backend.close)
@@ -183,7 +183,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
         if user is not None:
             await user.send(text, allowed_mentions=discord.AllowedMentions.none())
 
-    manager = SandboxManager(backend, store, policy=policy_from_env(), notify=notify)
+    manager = SandboxManager(backend, store, policy=settings.lifecycle_policy(), notify=notify)
     host = getattr(backend, "kube", None)
     ops = await start_ops(settings, store, host_api=host.api if host else None, manager=manager)
     if manager.pool is not None:  # several hosts: healthy while one answers; each instrumented
@@ -196,7 +196,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     stack.push_async_callback(ops.stop)  # before the store closes (the stack unwinds LIFO)
     ops.health.register("gateway", discord_gateway_check(bot))
     service = ClusterService(
-        backend, timeout=settings.float("check_timeout"), on_use=manager.touch,
+        backend, timeout=settings.check_timeout, on_use=manager.touch,
         instrument=ops.metrics.instrument_client, observe=ops.metrics.learner_request,
     )
     stack.push_async_callback(service.aclose)  # the watch streams
@@ -206,14 +206,14 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
         store=MeteredUsageStore(store, ops.metrics),
         cluster_provider=service.client_for,
         limits=BudgetLimits(
-            learner_daily_tokens=settings.int("voice_daily_tokens"),
-            guild_daily_tokens=settings.int("voice_guild_daily_tokens"),
-            requests_per_minute=settings.int("voice_per_minute"),
+            learner_daily_tokens=settings.voice_daily_tokens,
+            guild_daily_tokens=settings.voice_guild_daily_tokens,
+            requests_per_minute=settings.voice_per_minute,
         ),
     )
     app = App(
         bot=bot, store=store, course=course, cluster=service, voice=voice,
-        secret_key=settings.secret_key, idle_after=settings.float("idle_minutes") * 60,
+        secret_key=settings.secret_key, idle_after=settings.idle_seconds,
         manager=manager, backend=backend, service=service, observe=ops.metrics.observe,
     )  # fmt: skip
     holder["app"] = app
