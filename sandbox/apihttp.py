@@ -130,7 +130,8 @@ class Pool:
     sessions are kept per server (origin and TLS settings) to resume new connections."""
 
     def __init__(self, per_cluster: int = MAX_IDLE_PER_CLUSTER, total: int = MAX_IDLE_TOTAL,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, resume: bool = True) -> None:
+        self.resume = resume  # False: full handshakes only (the bench's before/after)
         self.per_cluster = per_cluster
         self.total = total
         self.idle_timeout = idle_timeout
@@ -138,7 +139,9 @@ class Pool:
         self._by_key: dict[Key, list[HttpStream]] = {}
         self._sessions: dict[Key, ssl.SSLSession] = {}
         self._timer: asyncio.TimerHandle | None = None
-        self.opened = self.reused = self.resumed = 0  # counters for the bench and tests
+        # counters for the bench and tests: reads' new connections, reads on a kept one,
+        # watch connections, TLS handshakes that resumed a session
+        self.opened = self.reused = self.streams = self.resumed = 0
 
     def __len__(self) -> int:
         return len(self._idle)
@@ -175,14 +178,14 @@ class Pool:
             self._timer = asyncio.get_running_loop().call_later(self.idle_timeout, self._tick)
 
     def session(self, server: Key) -> ssl.SSLSession | None:
-        return self._sessions.get(server)
+        return self._sessions.get(server) if self.resume else None
 
     def remember(self, server: Key, stream: HttpStream) -> None:
         """Keep ``stream``'s TLS session to resume the next connection to ``server``."""
         session = stream.session
         if session is None:
             return
-        if stream.session_reused:
+        if stream.session_reused and stream.requests == 1:
             self.resumed += 1
         if server not in self._sessions and len(self._sessions) >= 4 * self.total:
             self._sessions.clear()
@@ -234,6 +237,11 @@ def pool() -> Pool:
     return found
 
 
+def use_pool(connections: Pool) -> None:
+    """Make ``connections`` the running loop's pool (the bench compares settings)."""
+    _pools[asyncio.get_running_loop()] = connections
+
+
 def _target(cfg: client.Configuration, path: str, query: dict[str, str]
             ) -> tuple[str, str, int | None, str, str]:
     """(scheme, host, port, authority, request target) of ``GET path?query`` on ``cfg``."""
@@ -246,31 +254,55 @@ def _target(cfg: client.Configuration, path: str, query: dict[str, str]
 async def open_get(cfg: client.Configuration, credentials: Credentials, path: str,
                    query: dict[str, str], observe: Observe | None = None
                    ) -> tuple[HttpStream, h11.Response]:
-    """Send ``GET path?query`` on a connection of its own (``Connection: close``: a watch)
-    and read the status line; the caller reads and closes. ``observe`` hears of every
-    request's outcome (the bot's request metrics)."""
+    """Send ``GET path?query`` (a watch) and read the status line; the caller reads the
+    answer and then hands the connection to :func:`release`. It starts on an idle pooled
+    connection of the cluster when there is one (a learner's new watches follow the reads of
+    its check: no handshake), retried once on a new one if that turns out closed.
+    ``observe`` hears of every request's outcome (the bot's request metrics)."""
     scheme, host, port, authority, target = _target(cfg, path, query)
     tls = ssl_context(cfg)
     server: Key = (scheme, host, port, id(tls))
+    key: Key = (id(credentials), *server)
     connections = pool()
-    try:
-        stream = await HttpStream.connect(scheme, host, port, tls, CONNECT_TIMEOUT,
-                                          connections.session(server))
+    stale = False
+    while True:
+        stream = None if stale else connections.take(key)
+        reused = stream is not None
         try:
-            stream.send_get(target, authority, await credentials.headers(), keep_alive=False)
+            if stream is None:
+                stream = await HttpStream.connect(scheme, host, port, tls, CONNECT_TIMEOUT,
+                                                  connections.session(server))
+                connections.streams += 1
+            stream.home = (connections, key)
+            stream.send_get(target, authority, await credentials.headers(), keep_alive=True)
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 resp = await stream.response()
-            connections.remember(server, stream)
-        except BaseException:
-            stream.close()
+            break
+        except BaseException as exc:
+            if stream is not None:
+                stream.close()
+            if (reused and not stale and isinstance(exc, OSError | h11.ProtocolError)
+                    and not isinstance(exc, ssl.SSLCertVerificationError)):
+                stale = True
+                continue
+            if observe is not None and isinstance(exc, Exception):
+                observe("GET", "error")
             raise
-    except Exception:
-        if observe is not None:
-            observe("GET", "error")
-        raise
+    connections.remember(server, stream)
     if observe is not None:
         observe("GET", f"{resp.status_code // 100}xx")
     return stream, resp
+
+
+def release(stream: HttpStream) -> None:
+    """Done with a stream of :func:`open_get`: back to its pool if its answer was read
+    whole and the server keeps the connection open, else closed."""
+    home, stream.home = stream.home, None
+    if home is None:
+        stream.close()
+    else:
+        connections, key = home
+        connections.give(key, stream)
 
 
 async def get_json(cfg: client.Configuration, credentials: Credentials, path: str,

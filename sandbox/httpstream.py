@@ -27,6 +27,7 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import h11
@@ -48,6 +49,7 @@ class HttpStream(asyncio.Protocol):
             self._tls = tls.wrap_bio(self._in, self._out, server_hostname=server_hostname,
                                      session=session)
         self.requests = 0  # requests sent on this connection (> 1: it was reused)
+        self.home: Any = None  # where it goes back once done (sandbox.apihttp's pool)
         self._handshaken = tls is None
         self._transport: asyncio.Transport | None = None
         self._unsent = b""  # the request, until the TLS handshake is done

@@ -33,6 +33,7 @@ from sandbox.apihttp import (
     get_json,
     map_error,
     open_get,
+    release,
     status_error,
 )
 from sandbox.errors import ClusterError, ClusterForbidden
@@ -162,7 +163,7 @@ class AsyncChangeNotifier:
                             self._fire()
             return rv, False, seen
         finally:
-            stream.close()
+            release(stream)  # kept for the next request if the watch ended whole
 
     async def _run(self, kind: str, rv: str) -> None:
         failures = 0

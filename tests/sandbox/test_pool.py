@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from kubernetes import client
 
-from sandbox.apihttp import Credentials, Pool, get_json, pool
+from sandbox.apihttp import Credentials, Pool, get_json, open_get, pool, release
 from sandbox.errors import ClusterError
 from sandbox.httpstream import HttpStream
 from sandbox.snapshot import KINDS
@@ -183,3 +183,23 @@ def test_watch_reconnects_are_jittered_and_bounded() -> None:
         cap = min(BACKOFF_MAX, 0.5 * 2 ** failures)
         assert all(cap / 2 <= w <= cap for w in waits)
         assert len({round(w, 3) for w in waits}) > 50  # spread, not one synchronized instant
+
+
+async def test_a_watch_starts_on_the_clusters_idle_connection(emu: KubeEmulator,
+                                                              cluster: str) -> None:
+    """A learner's new watches follow the reads of its check: no new handshake for them."""
+    cfg = emu.configuration(cluster, tls=True)
+    creds = Credentials(cfg)
+    connections = pool()
+    await get_json(cfg, creds, CM, {}, "cm")
+    streams, reused = connections.streams, connections.reused
+    stream, resp = await open_get(cfg, creds, CM, {"watch": "1", "timeoutSeconds": "1"})
+    try:
+        assert resp.status_code == 200
+    finally:
+        release(stream)
+    assert connections.streams == streams and connections.reused == reused + 1
+    # the pool is empty now (the emulator closes a watch's connection): the next opens one
+    stream, _ = await open_get(cfg, creds, CM, {"watch": "1", "timeoutSeconds": "1"})
+    release(stream)
+    assert connections.streams == streams + 1
