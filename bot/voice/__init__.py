@@ -35,6 +35,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("bot.voice")
+# Recent turns kept verbatim. They sit in the cached prefix, read at a tenth of the input
+# price, while every fold into the summary re-writes the history at 1.25x: fewer, larger
+# folds are cheaper (bench/voice_cache_share.py: 1,500 tokens folded every ~5 turns).
+MEMORY_TOKENS = 4000
 
 
 def __getattr__(name: str) -> Any:
@@ -65,7 +69,7 @@ def build_voice(
     personas: Mapping[str, Persona] | None = None,
     limits: BudgetLimits | None = None,
     summary_model: str = SUMMARY_MODEL,
-    memory_tokens: int = 1500,
+    memory_tokens: int = MEMORY_TOKENS,
     max_retries: int = 2,
     timeout: float = 25.0,
     max_tool_rounds: int = 3,

@@ -10,6 +10,7 @@ mission never stalls on the model.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -20,14 +21,16 @@ from bot.content.schema import Persona
 from bot.engine.ports import VoiceTurn
 from bot.store.records import TranscriptEntry
 from bot.voice.budget import Budget, Usage, refusal
-from bot.voice.memory import SUMMARY_CHARS, Memory, Summariser, extractive_summary
+from bot.voice.memory import SUMMARY_CHARS, Memory, Summariser, extractive_summary, summary_key
 from bot.voice.models import DEFAULT_MODEL, SUMMARY_MODEL
-from bot.voice.prompts import build_request, learner_message
+from bot.voice.prompts import CACHE, Notes, build_request, learner_message
 from bot.voice.safety import SafeStream, clean
 from bot.voice.scripted import ScriptedVoice, address
 from bot.voice.tools import ClusterTools
 
 log = logging.getLogger("bot.voice")
+MAX_CONVERSATIONS = 4096  # conversations whose beat notes are remembered
+MAX_NOTES = 32  # beat notes per conversation (older ones have left the kept history)
 
 SUMMARY_SYSTEM = (
     "You keep the log of a training conversation on Kepler Research Station. Merge the "
@@ -61,6 +64,20 @@ def _assistant_content(message: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _with_tool_round(messages: list[dict[str, Any]], final: Any,
+                     results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages plus one tool round, its last result carrying the cache breakpoint (the
+    next round reads everything before it from the cache); earlier rounds' marks are dropped,
+    so a request never has more than three (system, learner message, latest result)."""
+    for message in messages:
+        for block in message["content"]:
+            if block.get("type") == "tool_result":
+                block.pop("cache_control", None)
+    results[-1]["cache_control"] = CACHE
+    return [*messages, {"role": "assistant", "content": _assistant_content(final)},
+            {"role": "user", "content": results}]
+
+
 class ClaudeVoice:
     """A :class:`bot.engine.ports.Voice` backed by Claude, falling back to :class:`ScriptedVoice`."""
 
@@ -89,6 +106,9 @@ class ClaudeVoice:
         self.max_tokens = max_tokens
         self.max_tool_rounds = max_tool_rounds
         self.mode = "claude"
+        # per conversation, the beat notes already in it (prompts.build_request): in memory
+        # only; after a restart a conversation's note is sent once more, then cached again
+        self._notes: OrderedDict[str, Notes] = OrderedDict()
 
     async def reply(self, turn: VoiceTurn) -> AsyncIterator[str]:
         if self.budget is not None:
@@ -108,6 +128,7 @@ class ClaudeVoice:
             request = build_request(
                 turn, model=self.model, personas=self.personas, recall=recall,
                 tools=self.tools.definitions if self.tools else None, max_tokens=self.max_tokens,
+                notes=self._notes_of(turn),
             )  # fmt: skip
             for round_ in range(self.max_tool_rounds + 1):
                 if self.tools is not None and round_ == self.max_tool_rounds:
@@ -133,11 +154,7 @@ class ClaudeVoice:
                     log.debug("voice tool %s(%s) -> %d chars", call.name, call.input, len(text))
                     results.append({"type": "tool_result", "tool_use_id": call.id,
                                     "content": text, "is_error": is_error})  # fmt: skip
-                request["messages"] = [
-                    *request["messages"],
-                    {"role": "assistant", "content": _assistant_content(final)},
-                    {"role": "user", "content": results},
-                ]
+                request["messages"] = _with_tool_round(request["messages"], final, results)
             if tail := safe.flush():
                 said = True
                 yield tail
@@ -153,6 +170,15 @@ class ClaudeVoice:
             yield ("\n\n" if said else "") + self.scripted.line(turn)
 
     # --- helpers ------------------------------------------------------------------------
+
+    def _notes_of(self, turn: VoiceTurn) -> Notes:
+        key = summary_key(turn.scope, turn.learner_id)
+        notes = self._notes.pop(key, None) or []
+        del notes[:-MAX_NOTES]
+        self._notes[key] = notes  # most recently used last
+        while len(self._notes) > MAX_CONVERSATIONS:
+            self._notes.popitem(last=False)
+        return notes
 
     @staticmethod
     def _log_fallback(exc: anthropic.APIError) -> None:

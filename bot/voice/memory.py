@@ -103,11 +103,15 @@ class Memory:
             entries = own_exchanges(entries, learner_id)
         if entries and entries[-1].role == "learner" and entries[-1].content == current:
             entries = entries[:-1]
+        # Over budget, fold down to half of it, not just the oldest turn: the kept turns are
+        # the start of the prompt's cached prefix, so they should change every few turns,
+        # not on every turn.
+        costs = [e.tokens or estimate_tokens(e.content) for e in entries]
+        limit = self.budget_tokens if sum(costs) <= self.budget_tokens else self.budget_tokens // 2
         kept: list[TranscriptEntry] = []
         used = 0
-        for e in reversed(entries):
-            cost = e.tokens or estimate_tokens(e.content)
-            if used + cost > self.budget_tokens:
+        for e, cost in zip(reversed(entries), reversed(costs), strict=True):
+            if used + cost > limit:
                 break
             kept.append(e)
             used += cost

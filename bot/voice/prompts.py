@@ -1,17 +1,24 @@
-"""The request the crew's voice sends: a cached, unchanging prefix, then what changes.
+"""The request the crew's voice sends: a cached prefix that only ever grows, then what changes.
 
-Order matters for prompt caching (the API caches tools → system → messages up to the block
-marked ``cache_control``):
+Prompt caching reads the longest prefix already seen, in the API's order tools → system →
+messages, up to a block marked ``cache_control``. So everything that changes from one turn to
+the next goes last, after the history, and the history itself is cached:
 
-1. tools (constant),
-2. system: the station rules (from the seed's rules for the commander), the persona and the
-   cast, the chapter — the last of these carries ``cache_control`` (shared by every learner);
-3. system: the current beat's text as the course wrote it, with a second breakpoint (shared
-   by every learner on that beat);
-4. system, uncached: this learner's profile, objectives and their status, the live fact, the
-   conversation summary and what to do now;
-5. messages: recent turns, then the learner's message wrapped in ``<learner_message>``.
+1. tools (constant);
+2. system: the station rules and the whole cast, every persona in full — the same for every
+   learner, chapter and speaker; breakpoint 1;
+3. messages: the conversation so far (the summary of older exchanges first, then recent
+   exchanges as alternating turns), then this turn's user message: the learner's text wrapped
+   in ``<learner_message>`` with breakpoint 2, so the next turn reads everything up to it
+   from the cache. The course text of the current beat (a task's instructions run to ~1,000
+   tokens) enters the conversation as a station log note just before the first learner
+   message on that beat, and stays there in later turns (``notes``, kept by the voice): it is
+   read from the cache on every later turn instead of being sent anew each time;
+4. after it, uncached, this turn's context: who speaks, the chapter, this learner's profile,
+   objectives and their status, the live fact and what to do now. It is never stored in the
+   history, so it never breaks the prefix of a later turn.
 
+During tool rounds :mod:`bot.voice.claude` marks the latest tool result (breakpoint 3).
 Nothing from a kubeconfig, token or another learner ever goes in: the turn carries none, and
 memory keeps only this learner's exchanges.
 """
@@ -92,21 +99,33 @@ are the power and air budget each unit may draw.
 """
 
 
-def persona_text(persona: Persona | None, cast: Mapping[str, Persona]) -> str:
+def persona_block(persona: Persona) -> str:
+    out = f"## {persona.name} ({persona.id}), {persona.role}\nVoice: {' '.join(persona.voice.split())}"
+    if persona.rules:
+        out += "\nRules:\n" + "\n".join(f"- {r}" for r in persona.rules)
+    if persona.examples:
+        out += "\nLines they have said:\n" + "\n".join(f"- {e}" for e in persona.examples)
+    return out
+
+
+def cast_text(cast: Mapping[str, Persona]) -> str:
+    """Every persona in full, in a fixed order: the same for every turn whoever speaks (the
+    turn's context names the speaker), so it stays in the shared cached prefix."""
+    people = [persona_block(p) for _pid, p in sorted(cast.items())]
+    if not people:
+        return f"The cast:\n## {DEFAULT_SPEAKER}"
+    return ("The cast. Each turn's context says whom you speak as; speak only as that person, "
+            "in the first person.\n\n" + "\n\n".join(people))  # fmt: skip
+
+
+DEFAULT_SPEAKER = ("Commander Sarah Torres, Chief Infrastructure Officer of Kepler Research "
+                   "Station. Short, level sentences with the weight of command.")  # fmt: skip
+
+
+def speaker(persona: Persona | None) -> str:
     if persona is None:
-        head = ("You are Commander Sarah Torres, Chief Infrastructure Officer of Kepler Research "
-                "Station. Short, level sentences with the weight of command.")  # fmt: skip
-    else:
-        head = f"You are {persona.name}, {persona.role}.\nVoice: {persona.voice.strip()}"
-        if persona.rules:
-            head += "\nYour rules:\n" + "\n".join(f"- {r}" for r in persona.rules)
-        if persona.examples:
-            head += "\nLines you have said:\n" + "\n".join(f"- {e}" for e in persona.examples)
-    others = [p for pid, p in sorted(cast.items()) if persona is None or pid != persona.id]
-    if others:
-        head += "\n\nThe rest of the cast (you may mention them; you speak only as yourself):\n"
-        head += "\n".join(f"- {p.name}, {p.role}: {_first(p.voice)}" for p in others)
-    return head
+        return DEFAULT_SPEAKER
+    return f"{persona.name} ({persona.id}), {persona.role}"
 
 
 def _first(text: str) -> str:
@@ -127,22 +146,30 @@ def learner_message(text: str, name: str) -> str:
 
 
 def beat_text(turn: VoiceTurn) -> str:
-    """The current beat as the course wrote it: the same for every learner and every turn on
-    this beat, so it gets its own cache breakpoint after the chapter's."""
+    """The current beat as the course wrote it, as a station log note in the conversation."""
     beat = turn.beat_text.strip()
     if not beat:
         return ""
     if len(beat) > BEAT_CHARS:
         beat = beat[:BEAT_CHARS] + " …"
     label = "The question the crew asked" if turn.purpose == "judge" else "The current task"
-    return f"{label} (beat {turn.beat_id}):\n{beat}"
+    return (f"Station log (from the station's systems, not from the learner). {label} "
+            f"(beat {turn.beat_id}):\n{beat}")  # fmt: skip
 
 
-def turn_context(turn: VoiceTurn, recall: Recall, *, tools: bool) -> str:
-    """The part of the system prompt that changes every turn (never cached)."""
+# (the entry before the learner's message, the message, the beat note sent before it)
+Notes = list[tuple[str, str, str]]
+
+
+def turn_context(turn: VoiceTurn, personas: Mapping[str, Persona], *, tools: bool) -> str:
+    """What changes every turn: it goes after the learner's message and is never cached."""
     name = address(turn.learner_name)
     out = ["Turn context (from the station's systems, not from the learner):",
+           f"You speak as {speaker(personas.get(turn.persona))}.",
+           f"Chapter: {turn.chapter_title} ({turn.chapter_id}).",
            f"Learner: {_data(turn.learner_name)} — address them as {name}."]  # fmt: skip
+    if turn.beat_id:
+        out.append(f"Current beat: {turn.beat_id} (its text is in the station log above).")
     if turn.profile:  # the learner's own answers: data, kept short
         out.append("Learner profile (their answers, data only): " + "; ".join(
             f"{k}={_data(' '.join(v.split())[:PROFILE_CHARS])}"
@@ -153,18 +180,13 @@ def turn_context(turn: VoiceTurn, recall: Recall, *, tools: bool) -> str:
             for title, ok, why in turn.objectives))  # fmt: skip
     if turn.fact:
         out.append(f"Live fact: {turn.fact}")
-    if recall.summary:
-        out.append(
-            f"Earlier in your conversation with {name}:\n<conversation_summary>\n"
-            f"{_data(recall.summary)}\n</conversation_summary>"
-        )
     if tools and turn.has_cluster:
         out.append("Their cluster is connected: use the tools to look before you answer.")
     elif tools:
         out.append("Their cluster is not connected yet: do not call the tools.")
     if turn.purpose == "judge":
         out.append(
-            f"Now: {name} answered the question above. Judge the answer against what a good "
+            f"Now: {name} answered the question in this context. Judge the answer against what a good "
             f"answer shows: {turn.intent or 'sound reasoning about the situation'}. Acknowledge "
             "what is right, correct one thing if needed, and relate it to the live fact when "
             "there is one (e.g. what they said versus what the display shows). 2-4 sentences; "
@@ -179,8 +201,17 @@ def turn_context(turn: VoiceTurn, recall: Recall, *, tools: bool) -> str:
     return "\n\n".join(out)
 
 
-def history(recall: Recall, turn: VoiceTurn) -> list[Block]:
-    """Past turns and the current message as alternating user/assistant messages."""
+def summary_text(recall: Recall, turn: VoiceTurn) -> str:
+    return (f"Earlier in your conversation with {address(turn.learner_name)} (a summary kept by "
+            f"the station, data only):\n<conversation_summary>\n{_data(recall.summary)}\n"
+            "</conversation_summary>")  # fmt: skip
+
+
+def history(recall: Recall, turn: VoiceTurn, notes: Notes) -> list[Block]:
+    """The summary and past turns as alternating user/assistant messages, then the current
+    message. Past turns render the same way every time (with the beat notes that went before
+    them), so each request's messages begin with the previous request's (the cached prefix).
+    The current beat's note goes before the current message unless it is already there."""
     msgs: list[Block] = []
 
     def add(role: str, text: str) -> None:
@@ -189,11 +220,28 @@ def history(recall: Recall, turn: VoiceTurn) -> list[Block]:
         else:
             msgs.append({"role": role, "content": [{"type": "text", "text": text}]})
 
+    if recall.summary:
+        add("user", summary_text(recall, turn))
+    # A note is found again by the message it went before and the entry before that (a
+    # repeated "ok" is not enough), in order; one whose place was folded away is dropped.
+    shown = set()
+    at, before = 0, ""
     for e in recall.turns:
         if e.role == "learner":
+            k = next((i for i in range(at, len(notes))
+                      if notes[i][:2] == (before, e.content)), None)  # fmt: skip
+            if k is not None:
+                add("user", notes[k][2])
+                shown.add(notes[k][2])
+                at = k + 1
             add("user", learner_message(e.content, turn.learner_name))
         else:
             add("assistant", e.content)
+        before = e.content
+    note = beat_text(turn)
+    if note and note not in shown:
+        notes.append((before, turn.text, note))
+        add("user", note)
     add("user", learner_message(turn.text, turn.learner_name))
     return msgs
 
@@ -206,26 +254,25 @@ def build_request(
     recall: Recall | None = None,
     tools: Sequence[Block] | None = None,
     max_tokens: int = 700,
+    notes: Notes | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``client.messages.create``/``stream``."""
+    """Keyword arguments for ``client.messages.create``/``stream``. ``notes`` are the beat
+    notes of this conversation so far (updated here); without them the beat's note goes
+    before the current message every time."""
     recall = recall or Recall()
     system: list[Block] = [
         {"type": "text", "text": STATION_RULES},
-        {"type": "text", "text": persona_text(personas.get(turn.persona), personas)},
-        {
-            "type": "text",
-            "text": f"Chapter: {turn.chapter_title} ({turn.chapter_id}).",
-            "cache_control": CACHE,
-        },
+        {"type": "text", "text": cast_text(personas), "cache_control": CACHE},
     ]
-    if beat := beat_text(turn):
-        system.append({"type": "text", "text": beat, "cache_control": CACHE})
-    system.append({"type": "text", "text": turn_context(turn, recall, tools=bool(tools))})
+    messages = history(recall, turn, [] if notes is None else notes)
+    current = messages[-1]["content"]
+    current[-1]["cache_control"] = CACHE  # the history up to this message, for the next turn
+    current.append({"type": "text", "text": turn_context(turn, personas, tools=bool(tools))})
     request: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens if turn.purpose == "answer" else min(max_tokens, 400),
         "system": system,
-        "messages": history(recall, turn),
+        "messages": messages,
     }
     if tools:
         request["tools"] = list(tools)
@@ -246,4 +293,6 @@ def prefix_tokens(request: Mapping[str, Any]) -> list[tuple[str, int]]:
     for m in request["messages"]:
         for part in m["content"]:
             total += estimate_tokens(part.get("text") or json.dumps(part))
+            if "cache_control" in part:
+                marks.append((f"breakpoint {len(marks) + 1}", total))
     return [*marks, ("total", total)]

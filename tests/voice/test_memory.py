@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from bot.store.records import TranscriptEntry
 from bot.store.sqlite import SQLiteStore
@@ -60,3 +61,18 @@ async def test_model_summariser_is_used_when_given(store: SQLiteStore) -> None:
         "learner:chen", "chen", summariser=summarise
     )
     assert seen and recall.summary == "- Chen asked about q; Torres answered a."
+
+
+async def test_folding_happens_in_steps_so_the_kept_turns_stay_put(store: SQLiteStore) -> None:
+    """The kept turns open the prompt's cached prefix: over budget they are folded down to
+    half of it, so the next few turns keep the same start instead of sliding every turn."""
+    memory = Memory(store, budget_tokens=400)
+    starts = []
+    for i in range(12):
+        await store.add_transcript("learner:chen", "learner", "chen", f"Q{i} " + "x" * 200)
+        await store.add_transcript("learner:chen", "crew", "torres", f"A{i} " + "y" * 200)
+        recall = await memory.recall("learner:chen", "chen")
+        assert sum(estimate_tokens(e.content) for e in recall.turns) <= 400
+        starts.append(recall.turns[0].id)
+    changes = sum(1 for a, b in pairwise(starts) if a != b)
+    assert changes <= len(starts) // 2  # sliding by one exchange would change it 11 times
