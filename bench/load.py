@@ -34,6 +34,7 @@ import os
 import platform
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +59,7 @@ from bot.engine.ports import Address, Outgoing  # noqa: E402
 from bot.ops.heap import freeze_startup  # noqa: E402
 from bot.store.sqlite import SQLiteStore  # noqa: E402
 from bot.transports.discord.app import App  # noqa: E402
+from sandbox import apihttp  # noqa: E402
 from sandbox.backends.base import SandboxRecord  # noqa: E402
 from sandbox.backends.kubeconfig import KubeconfigBackend  # noqa: E402
 from sandbox.service import ClusterService  # noqa: E402
@@ -156,6 +158,25 @@ class Learners(KubeconfigBackend):
         return await asyncio.to_thread(make)
 
 
+class PollingApp(App):
+    """The peers' way (iximiuz Labs, Killercoda): no watches; every active task is checked
+    once a second. Same learners, same selection of who is active, same check path."""
+
+    POLL = 1.0
+
+    async def _watcher(self, learner: str) -> None:
+        await asyncio.sleep(random.uniform(0, self.POLL))  # timers are not in lockstep
+        while True:
+            started = time.monotonic()
+            try:
+                await self.engine.cluster_changed(learner)  # checks every open task
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass
+            await asyncio.sleep(max(0.0, started + self.POLL - time.monotonic()))
+
+
 # --- recording ---------------------------------------------------------------------------------
 
 
@@ -214,17 +235,65 @@ def threads() -> int:
     return threading.active_count()
 
 
+async def handshake_cpu(kubeconfig: dict[str, Any], rounds: int = 40) -> tuple[float, float]:
+    """This process's CPU (ms) for one full TLS handshake and one resumed handshake with the
+    emulator: a GET on a new connection minus a GET on a kept one (the bot alone, after the
+    run, so nothing else is on the loop)."""
+    from urllib.parse import urlsplit
+
+    from sandbox.httpstream import HttpStream
+
+    cfg = client.Configuration()
+    KubeConfigLoader(config_dict=kubeconfig).load_and_set(cfg)
+    tls = apihttp.ssl_context(cfg)
+    url = urlsplit(cfg.host)
+    headers = apihttp.auth_headers(cfg)
+    target = f"{url.path}/api/v1/namespaces?limit=1"
+
+    async def get(stream: HttpStream) -> None:
+        stream.send_get(target, url.netloc, headers, keep_alive=True)
+        await stream.response()
+        await stream.read(1 << 20)
+
+    async def new(session: Any) -> HttpStream:
+        stream = await HttpStream.connect("https", url.hostname or "", url.port, tls, 10.0,
+                                          session)  # fmt: skip
+        await get(stream)
+        return stream
+
+    kept = await new(None)
+    session = kept.session
+    t = time.process_time()
+    for _ in range(rounds):
+        assert kept.recycle()
+        await get(kept)
+    per_get = (time.process_time() - t) / rounds
+    costs = []
+    for resume in (None, session):
+        t = time.process_time()
+        for _ in range(rounds):
+            (await new(resume)).close()
+        costs.append(max(0.0, (time.process_time() - t) / rounds - per_get) * 1000)
+    kept.close()
+    return costs[0], costs[1]
+
+
 # --- the run -----------------------------------------------------------------------------------
 
 
 async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float,
               settle_s: float = 20.0, sampler: StallSampler | None = None,
-              shards: int = 4) -> dict:
+              shards: int = 4, design: str = "ours", keep_alive: bool = True) -> dict:
+    """One run; ``design`` "ours" (watches) or "peer" (poll every active task each second);
+    ``keep_alive`` False: a new connection and a full TLS handshake per read (as before)."""
     from tests.course_states import states
     from tests.discord.world import World
     from tests.fakes import CannedVoice
 
     rng = random.Random(seed)
+    random.seed(seed)  # watch-window and poll jitter too
+    connections = apihttp.Pool() if keep_alive else apihttp.Pool(per_cluster=0, resume=False)
+    apihttp.use_pool(connections)
     course = load_course()
     before = {c: states.before(c).objects() for c in CHAPTERS}
     after = {c: states.after(c, with_drill=False).objects() for c in CHAPTERS}
@@ -252,8 +321,9 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         store = SQLiteStore(Path(tmp.name) / "kepler.db")
         await store.open()
         service = ClusterService(Learners(configs), timeout=5.0)
-        app = App(bot=world.client, store=store, course=course, cluster=service,
-                  voice=CannedVoice(), service=service)  # fmt: skip
+        app_class = PollingApp if design == "peer" else App
+        app = app_class(bot=world.client, store=store, course=course, cluster=service,
+                        voice=CannedVoice(), service=service)  # fmt: skip
         recorder = Recorder()
         app.engine.transport = recorder
         engine = app.engine
@@ -309,6 +379,13 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         setup_s = time.monotonic() - t_setup
         rss_enrolled = rss_mib()
 
+        # Interactions for the clicks, autospecced now: building one costs more CPU than a
+        # check, and that is the harness's cost, not the bot's (it was in CPU per check).
+        every = max(0.5, 30 / n)  # about one click per learner per 30 s, at most 2/s
+        per_clicker = int(minutes * 60 / every / max(1, len(clickers)) * 1.3) + 6
+        interactions = {lid: [world.interaction(user, dm) for _ in range(per_clicker)]
+                        for lid, (user, dm) in clickers.items()}  # fmt: skip
+
         # --- probes ---
         stop = asyncio.Event()
 
@@ -358,6 +435,8 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         active_s = minutes * 60
         a0 = await emu.acall("now")
         cpu_a0, checks_a0 = time.process_time(), stats.checks
+        conn0 = (connections.opened, connections.reused, connections.streams,
+                 connections.resumed)
         emu_cpu0 = await emu.acall("cpu")
         stats.check_seconds.clear()
         stats.check_errors = 0
@@ -402,7 +481,8 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
 
         async def click(lid: str) -> None:
             user, dm = clickers[lid]
-            interaction = world.interaction(user, dm)
+            ready = interactions[lid]
+            interaction = ready.pop() if ready else world.interaction(user, dm)
             acked = asyncio.get_running_loop().create_future()
 
             async def defer(**kwargs: Any) -> None:
@@ -417,7 +497,6 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
 
         async def clicking() -> None:
             ids = list(clickers)
-            every = max(0.5, 30 / n)  # about one click per learner per 30 s, at most 2/s
             while time.monotonic() < deadline:
                 await asyncio.sleep(every)
                 with contextlib.suppress(Exception):
@@ -431,6 +510,10 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         cpu_active = time.process_time() - cpu_a0
         emu_cpu_active = await emu.acall("cpu") - emu_cpu0
         checks_active = stats.checks - checks_a0
+        opened, reused, streams, resumed = (
+            b - a for a, b in zip(conn0, (connections.opened, connections.reused,
+                                          connections.streams, connections.resumed),
+                                  strict=True))  # fmt: skip
         active_counts = await emu.acall("count", a0, a1)
         rss_active = rss_mib()
         threads_active = threads()
@@ -441,6 +524,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             t.cancel()
         await app.close()
         await store.close()
+        tls_full_ms, tls_resumed_ms = await handshake_cpu(configs[learners[0]])
 
         def per_learner_minute(counts: dict, seconds: float) -> tuple[float, float, float]:
             rows = [counts.get(cluster_of[lid], {"watch": 0, "other": 0}) for lid in learners]
@@ -451,7 +535,12 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
 
         idle_total, idle_watch, idle_worst = per_learner_minute(idle_counts, i1 - i0)
         act_total, act_watch, act_worst = per_learner_minute(active_counts, a1 - a0)
+        handshakes = opened + streams
+        checks = max(1, checks_active)
         return {
+            "design": design,
+            "keep_alive": keep_alive,
+            "seed": seed,
             "learners": n,
             "minutes": minutes,
             "setup_s": round(setup_s, 1),
@@ -497,6 +586,15 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "check_read_p95": pct(stats.check_seconds, 95),
             "check_read_max": max(stats.check_seconds, default=float("nan")),
             "check_errors_active": stats.check_errors,
+            "reads_reusing_a_connection": reused / max(1, reused + opened),
+            "tls_handshakes_per_check": handshakes / checks,
+            "tls_handshakes_per_check_reads": opened / checks,
+            "tls_handshakes_per_check_watches": streams / checks,
+            "tls_resumed_share": resumed / max(1, handshakes),
+            "tls_cpu_ms_full_handshake": tls_full_ms,
+            "tls_cpu_ms_resumed_handshake": tls_resumed_ms,
+            "tls_cpu_ms_per_check": ((handshakes - resumed) * tls_full_ms
+                                     + resumed * tls_resumed_ms) / checks,
             "store_rows_per_s_peak": max(stats.writes_per_s, default=0),
             "store_rows_per_s_idle_peak": max(writes_idle, default=0),
             "cpu_total_s": round(time.process_time() - cpu0, 1),
@@ -512,34 +610,115 @@ def machine() -> str:
             f"{platform.python_version()}, {platform.system()} {platform.release()}")  # fmt: skip
 
 
+def child(args: argparse.Namespace, learners: int, design: str, out: Path) -> dict:
+    """One run in a fresh process (``--peer`` and ``--capacity`` compare several)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--learners", str(learners),
+           "--minutes", str(args.minutes), "--idle-seconds", str(args.idle_seconds),
+           "--settle-seconds", str(args.settle_seconds), "--explicit", str(args.explicit),
+           "--seed", str(args.seed), "--emulators", str(args.emulators), "--design", design,
+           "--json", str(out)]  # fmt: skip
+    if args.no_keep_alive:
+        cmd.append("--no-keep-alive")
+    print(f"--- {design}, {learners} learners, seed {args.seed}", flush=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
+    return json.loads(out.read_text())
+
+
+COMPARED = [  # (key, label) for --peer
+    ("unlock_p50", "unlock p50 (s)"), ("unlock_p95", "unlock p95 (s)"),
+    ("unlock_p99", "unlock p99 (s)"), ("missed_unlocks", "missed unlocks"),
+    ("check_errors_active", "failed reads, active"),
+    ("idle_req_per_learner_min", "requests / idle learner-minute"),
+    ("active_req_per_learner_min", "requests / active learner-minute"),
+    ("cpu_share_of_core", "bot CPU, share of a core (active)"),
+    ("emulator_cpu_share_of_core", "API servers' CPU, share of a core (active)"),
+    ("cpu_ms_per_check", "bot CPU per check (ms)"), ("lag_max", "worst loop stall (s)"),
+    ("checks_active", "checks, active phase"),
+]
+
+
+def peer_table(ours: dict, peer: dict) -> str:
+    rows = ["| | ours (watches) | peer (poll 1/s) | ours / peer |", "|---|---|---|---|"]
+    for key, label in COMPARED:
+        a, b = ours.get(key, float("nan")), peer.get(key, float("nan"))
+        ratio = a / b if isinstance(a, int | float) and b else float("nan")
+        rows.append(f"| {label} | {a:.3g} | {b:.3g} | {ratio:.3g} |")
+    return "\n".join(rows)
+
+
+def capacity(args: argparse.Namespace, tmp: Path) -> dict:
+    """Unlock p95 at each level, up to the first above 2 s (or with a missed unlock)."""
+    results: dict = {"levels": [], "seed": args.seed}
+    best = 0
+    for level in args.levels:
+        got = child(args, level, args.design, tmp / f"cap-{level}.json")
+        ok = got["unlock_p95"] <= 2.0 and got["missed_unlocks"] == 0
+        results["levels"].append({k: got.get(k) for k in (
+            "learners", "unlock_p50", "unlock_p95", "unlock_p99", "missed_unlocks",
+            "check_errors_active", "lag_max", "cpu_share_of_core", "wall_s")} | {"ok": ok})
+        print(f"{level:>5} learners: unlock p95 {got['unlock_p95']:.2f} s, p99 "
+              f"{got['unlock_p99']:.2f} s, missed {got['missed_unlocks']}, failed reads "
+              f"{got['check_errors_active']}, worst stall {got['lag_max']:.2f} s "
+              f"-> {'ok' if ok else 'over'}", flush=True)
+        if not ok:
+            break
+        best = level
+    results["capacity"] = best
+    print(f"capacity (most learners with unlock p95 <= 2 s, of {args.levels}): {best}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--learners", type=int, default=10)
-    p.add_argument("--minutes", type=float, default=1.0, help="length of the active phase")
-    p.add_argument("--idle-seconds", type=float, default=60.0)
+    p.add_argument("--minutes", type=float, default=2.0, help="length of the active phase")
+    p.add_argument("--idle-seconds", type=float, default=30.0)
     p.add_argument("--explicit", type=float, default=0.3,
                    help="share of changes followed by a /check click")  # fmt: skip
-    p.add_argument("--settle-seconds", type=float, default=20.0,
+    p.add_argument("--settle-seconds", type=float, default=10.0,
                    help="after the first checks, before the idle phase is measured")  # fmt: skip
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--emulators", type=int, default=4,
                    help="emulator processes the clusters are spread over")  # fmt: skip
+    p.add_argument("--design", choices=("ours", "peer"), default="ours",
+                   help="ours: watches; peer: poll every active task once a second")
+    p.add_argument("--no-keep-alive", action="store_true",
+                   help="a new connection and full TLS handshake per read (the old client)")
+    p.add_argument("--peer", action="store_true",
+                   help="run ours, then the peer baseline, same learners and seed; ratios")
+    p.add_argument("--capacity", action="store_true",
+                   help="unlock p95 at each of --levels learners; the most with p95 <= 2 s")
+    p.add_argument("--levels", type=lambda v: [int(x) for x in v.split(",")],
+                   default=[250, 500, 1000, 2000, 4000])
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--stalls", action="store_true",
                    help="sample the loop thread's stack while it is >0.2 s late; time GC")  # fmt: skip
     args = p.parse_args(argv)
-    if not 1 <= args.learners <= 2000 or not 0 < args.minutes <= 15:
-        p.error("--learners 1..2000, --minutes up to 15")
+    if not 1 <= args.learners <= 4000 or not 0 < args.minutes <= 15:
+        p.error("--learners 1..4000, --minutes up to 15")
+    if args.peer or args.capacity:
+        with tempfile.TemporaryDirectory(prefix="kepler-bench-") as tmp:
+            if args.capacity:
+                out = capacity(args, Path(tmp))
+            else:
+                ours = child(args, args.learners, "ours", Path(tmp) / "ours.json")
+                peer = child(args, args.learners, "peer", Path(tmp) / "peer.json")
+                print(peer_table(ours, peer))
+                out = {"ours": ours, "peer": peer}
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+        return 0
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     began = time.monotonic()
     sampler = StallSampler() if args.stalls else None
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
                           args.explicit, args.settle_seconds, sampler,
-                          args.emulators))  # fmt: skip
+                          args.emulators, args.design, not args.no_keep_alive))  # fmt: skip
     if sampler is not None:
         out.update(sampler.report())
     out["machine"] = machine()
+    out["load_average_1min_end"] = os.getloadavg()[0]
     out["wall_s"] = round(time.monotonic() - began, 1)
     width = max(map(len, out))
     for k, v in out.items():
