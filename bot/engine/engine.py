@@ -456,6 +456,8 @@ class Engine:
                     profile = (await self._learner(members[0].learner_id)).profile
                     os_name = _os_of(profile.get("environment", ""))
                 messages = render(self.course, ref, beat, os_name=os_name)
+                # The beat each message presents: transports tie buttons to it and group it.
+                messages = [replace(m, data={**m.data, "ref": ref.key}) for m in messages]
                 if beat.pause and messages:
                     messages[-1] = replace(
                         messages[-1], actions=(*messages[-1].actions, "continue")
