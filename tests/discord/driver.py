@@ -20,15 +20,10 @@ def last_button(world: World, channel_id: int, prefix: str) -> str:
 
 
 async def click(app: App, world: World, user: Any, channel: Any, custom_id: str) -> Any:
-    parsed = views.parse(custom_id)
-    assert parsed is not None, custom_id
-    action, mission_id, index = parsed
+    assert views.parse(custom_id) is not None, custom_id
     interaction = world.interaction(user, channel)
-    if action == "choice":
-        assert index is not None
-        await app.actions.choice(interaction, mission_id, index)
-    else:
-        await app.actions.button(interaction, action, mission_id)
+    interaction.data = {"custom_id": custom_id}
+    await app.actions.click(interaction, custom_id)
     return interaction
 
 
@@ -41,7 +36,7 @@ async def act(app: App, world: World, cluster: Any, user: Any, channel: Any, mis
             world,
             user,
             channel,
-            last_button(world, channel.id, f"kepler:choice:{mission.id}:1"),
+            last_button(world, channel.id, f"kepler:choice:{mission.id}:"),
         )
     elif isinstance(beat, QuestionBeat):
         text = f"<@{world.me.id}> 3 Ready nodes, Linux laptop"  # in a channel: a mention

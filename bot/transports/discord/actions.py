@@ -16,14 +16,17 @@ from typing import Any
 
 import discord
 
-from bot.content.course import Course
+from bot.content.course import BeatRef, Course
 from bot.content.schema import QuestionBeat, TaskBeat
+from bot.engine.beats import task_key
 from bot.engine.engine import Engine, InputError
 from bot.engine.ports import Address, Outgoing
 from bot.store.records import Mission
+from bot.transports.discord.expiry import expired_token, log_expired
+from bot.transports.discord.moments import Moments
 from bot.transports.discord.render import NO_MENTIONS, plain_embed, render
 from bot.transports.discord.transport import GUILD, learner_id_of
-from bot.transports.discord.views import AnswerModal
+from bot.transports.discord.views import AnswerForm, ComponentId, form_text, parse
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +80,16 @@ class Actions:
         manager: Any = None,
         backend: Any = None,
         spawn: Spawn | None = None,
+        public_url: str = "",
     ):
+        self.public_url = public_url
         self.engine = engine
         self.store = store
         self.course = course
         self.manager = manager
         self.backend = backend
         self.spawn: Spawn = spawn or asyncio.ensure_future
+        self.moments = Moments(store)
 
     # --- missions -----------------------------------------------------------------------
 
@@ -185,7 +191,18 @@ class Actions:
 
         async def work() -> list[Outgoing]:
             mission = await self._member_mission(interaction, mission_id)
-            return await self.engine.check(mission.id, learner_id_of(interaction.user))
+            learner = learner_id_of(interaction.user)
+            replies = await self.engine.check(mission.id, learner)
+            if replies or mission.state != "running":
+                return replies
+            # The check passed and the story moved on: the reply is still the result.
+            beat = self.course.beat_at(mission.chapter, mission.beat)
+            if not isinstance(beat, TaskBeat):
+                return replies
+            key = task_key(self.course, BeatRef(mission.chapter, mission.beat))
+            status = await self.store.objectives(learner, key)
+            lines = [f"✅ {o.title}" for o in beat.objectives if o.id in status]
+            return [Outgoing(kind="status", text="\n".join(lines), speaker="aria")] if lines else []
 
         await self._run(interaction, work)
 
@@ -223,38 +240,130 @@ class Actions:
 
     # --- buttons, choices, free text ----------------------------------------------------
 
-    async def button(self, interaction: discord.Interaction, action: str, mission_id: int) -> None:
-        if action == "answer":
-            await interaction.response.send_modal(AnswerModal(mission_id))
-            return
-        if action == "check":
-            await self.check(interaction, mission_id)
-            return
-        if action == "hint":
-            await self.hint(interaction, mission_id)
-            return
-        await interaction.response.defer(ephemeral=True, thinking=action == "manifest")
+    async def click(self, interaction: discord.Interaction, custom_id: str) -> None:
+        """A button of ours, from any message ever sent: act only if its moment is now."""
+        try:
+            cid = parse(custom_id)
+            if cid is None or cid.action == "form":
+                await self.unknown(interaction)
+                return
+            if (passed := await self._passed(cid)) is not None:
+                await self._notice_now(interaction, passed)
+                return
+            if cid.action == "answer":
+                await interaction.response.send_modal(AnswerForm(cid.form_for(interaction.user.id)))
+            elif cid.action in ("check", "hint"):
+                await (self.check if cid.action == "check" else self.hint)(
+                    interaction, cid.mission_id
+                )
+            elif cid.action == "manifest":
+                await self._manifest(interaction, cid.mission_id)
+            else:
+                await self._step(interaction, cid)
+        except Exception as exc:
+            if not expired_token(exc):
+                raise
+            log_expired(interaction, exc)
+
+    async def form(self, interaction: discord.Interaction) -> None:
+        """A submitted answer form, whenever it was opened (before a restart too)."""
+        data: dict[str, Any] = interaction.data or {}  # type: ignore[assignment]
+        try:
+            cid = parse(str(data.get("custom_id", "")))
+            if cid is None or cid.action != "form" or cid.user_id != interaction.user.id:
+                await self.unknown(interaction)
+                return
+            if (passed := await self._passed(cid)) is not None:
+                await self._notice_now(interaction, passed)
+                return
+            await self._step(interaction, cid, form_text(data))
+        except Exception as exc:
+            if not expired_token(exc):
+                raise
+            log_expired(interaction, exc)
+
+    async def unknown(self, interaction: discord.Interaction) -> None:
+        """A component or form we do not know: say so, never "This interaction failed"."""
+        try:
+            await interaction.response.send_message(
+                "That button is not one I know. /mission status shows where the story is.",
+                ephemeral=True, allowed_mentions=NO_MENTIONS,
+            )  # fmt: skip
+        except Exception as exc:
+            if not expired_token(exc):
+                raise
+            log_expired(interaction, exc)
+
+    async def _passed(self, cid: ComponentId) -> str | None:
+        """None when ``cid`` belongs to the mission's current moment; else what to say."""
+        if cid.action == "legacy":
+            return "That moment has passed."
+        mission = await self.store.get_mission(cid.mission_id)
+        if mission is None or mission.state == "closed":
+            return "That mission has ended. Start a new one with /mission start."
+        if mission.state != "running" or cid.ref != f"{mission.chapter}.{mission.beat}":
+            return "That moment has passed."
+        moment = await self.moments.current(mission.id)
+        if moment is not None and moment.ref == cid.ref and moment.nonce != cid.nonce:
+            return "That moment has passed."
+        return None
+
+    async def _notice_now(self, interaction: discord.Interaction, passed: str) -> None:
+        """The short answer to a stale click: it changed nothing, and where the story is."""
+        cid = parse(str((interaction.data or {}).get("custom_id", "")))
+        moment = await self.moments.current(cid.mission_id) if cid and cid.mission_id else None
+        where = (
+            f" The story is here now: {moment.link}"
+            if moment is not None
+            else " /mission status shows where the story is."
+        )
+        await interaction.response.send_message(
+            passed + where, ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+
+    async def _step(
+        self, interaction: discord.Interaction, cid: ComponentId, text: str | None = None
+    ) -> None:
+        """Continue, a choice or a typed answer: acknowledged silently; the story is the reply.
+
+        Only when the story does not move on (a crew still answering) does the member get one
+        ephemeral line with their own answer, so they know it counted.
+        """
+        await interaction.response.defer()
 
         async def work() -> list[Outgoing]:
-            mission = await self._member_mission(interaction, mission_id)
+            mission = await self._member_mission(interaction, cid.mission_id)
             learner = learner_id_of(interaction.user)
-            if action == "continue":
+            if cid.action == "continue":
                 return await self.engine.continue_(mission.id, learner)
-            files = self._manifests(mission)
-            if not files:
-                return [Outgoing(kind="notice", text="This step has no manifests.")]
-            return [Outgoing(kind="notice", text="The manifests for this task:", attachments=files)]
+            if cid.action == "choice":
+                replies = await self.engine.answer(mission.id, learner, str(cid.index))
+            else:
+                replies = await self.engine.say(mission.id, learner, text or "")
+            after = await self.store.get_mission(mission.id)
+            if replies or after is None or (after.chapter, after.beat) != (
+                mission.chapter, mission.beat
+            ):  # fmt: skip
+                return replies
+            beat = self.open_question(after)
+            if cid.action == "choice" and beat is not None and cid.index:
+                label = beat.choices[cid.index - 1].label if cid.index <= len(beat.choices) else ""
+                said = f"{cid.index}. {label}"
+            else:
+                said = (text or "").strip()
+            return [Outgoing(kind="notice", text=f"Your answer: {said[:300]}")] if said else []
 
-        await self._run(interaction, work, quiet=action == "continue")
+        await self._run(interaction, work, thinking=False)
 
-    async def choice(self, interaction: discord.Interaction, mission_id: int, index: int) -> None:
+    async def _manifest(self, interaction: discord.Interaction, mission_id: int) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
 
         async def work() -> list[Outgoing]:
             mission = await self._member_mission(interaction, mission_id)
-            learner = learner_id_of(interaction.user)
-            replies = await self.engine.answer(mission.id, learner, str(index))
-            return replies or [Outgoing(kind="notice", text="Answer recorded.")]
+            files = self._manifests(mission)
+            if not files:
+                return [Outgoing(kind="notice", text="This step has no manifests.")]
+            return [Outgoing(kind="notice", text="The manifests for this task:", attachments=files)]
 
         await self._run(interaction, work)
 
@@ -263,8 +372,7 @@ class Actions:
 
         async def work() -> list[Outgoing]:
             mission = await self._member_mission(interaction, mission_id)
-            replies = await self.engine.say(mission.id, learner_id_of(interaction.user), text)
-            return replies or [Outgoing(kind="notice", text="Heard.")]
+            return await self.engine.say(mission.id, learner_id_of(interaction.user), text)
 
         await self._run(interaction, work)
 
@@ -297,13 +405,13 @@ class Actions:
             replies = [Outgoing(kind="notice", text=str(exc))]
         if replies and dm:
             for reply in replies:
-                for piece in render(reply, self.course, persona_mode=False):
+                for piece in render(reply, self.course, persona_mode=False, public_url=self.public_url):
                     await channel.send(content=piece.content, embed=piece.embed,
                                        allowed_mentions=NO_MENTIONS)  # fmt: skip
         elif replies:
             user = message.author
             for reply in replies:  # private to the learner: their DMs, not the channel
-                for piece in render(reply, self.course, persona_mode=False):
+                for piece in render(reply, self.course, persona_mode=False, public_url=self.public_url):
                     await user.send(content=piece.content, embed=piece.embed,
                                     allowed_mentions=NO_MENTIONS)  # fmt: skip
 
@@ -408,23 +516,33 @@ class Actions:
         interaction: discord.Interaction,
         work: Callable[[], Awaitable[list[Outgoing]]],
         *,
-        quiet: bool = False,
+        thinking: bool = True,
     ) -> None:
+        """Do the work and show its result; nothing to show means no message at all."""
         try:
             replies = await work()
         except InputError as exc:
             replies = [Outgoing(kind="notice", text=str(exc))]
-        except Exception:
+        except Exception as exc:
+            if expired_token(exc):
+                log_expired(interaction, exc)
+                return
             log.exception("interaction failed")
             replies = [Outgoing(kind="notice", text=OOPS)]
-        if quiet and not replies:
-            return
-        await self.reply(interaction, replies or [Outgoing(kind="notice", text="Done.")])
+        try:
+            if replies:
+                await self.reply(interaction, replies)
+            elif thinking:
+                await interaction.delete_original_response()  # no "thinking…" left behind
+        except Exception as exc:
+            if not expired_token(exc):
+                raise
+            log_expired(interaction, exc)
 
     async def reply(self, interaction: discord.Interaction, replies: list[Outgoing]) -> None:
         """Replies from the engine: ephemeral, no mentions, manifests as files."""
         for reply in replies:
-            for piece in render(reply, self.course, persona_mode=False):
+            for piece in render(reply, self.course, persona_mode=False, public_url=self.public_url):
                 kwargs: dict[str, Any] = {"ephemeral": True, "allowed_mentions": NO_MENTIONS}
                 if piece.content is not None:
                     kwargs["content"] = piece.content

@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
-from bot.transports.discord.views import DYNAMIC_ITEMS
+from bot.transports.discord.expiry import expired_token, log_expired
+from bot.transports.discord.views import DYNAMIC_ITEMS, PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,18 @@ def invite_url(application_id: int | str) -> str:
     )
 
 
+class KeplerTree(app_commands.CommandTree):
+    """Slash commands; an expired interaction token is one WARNING line, not a traceback."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if expired_token(error):
+            log_expired(interaction, error)
+            return
+        await super().on_error(interaction, error)
+
+
 class KeplerBot(commands.Bot):
     """``actions`` handles learners; ``on_connected`` runs after every (re)connect."""
 
@@ -60,11 +74,14 @@ class KeplerBot(commands.Bot):
             intents=intents(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=KeplerTree,
             **options,
         )
         self.actions: Any = None
         self.on_setup: Callable[[], Awaitable[None]] | None = None
         self.on_connected: Callable[[], Awaitable[None]] | None = None
+        # Called with the channel ids whose permissions may have changed (None: a whole guild).
+        self.on_permissions_changed: Callable[[list[int] | None], None] | None = None
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(*DYNAMIC_ITEMS)  # buttons keep working after a restart
@@ -80,9 +97,37 @@ class KeplerBot(commands.Bot):
         if self.on_connected is not None:
             await self.on_connected()
 
+    async def on_guild_channel_update(self, before: Any, after: Any) -> None:
+        if self.on_permissions_changed is not None:
+            self.on_permissions_changed([after.id])
+
+    async def on_guild_update(self, before: Any, after: Any) -> None:
+        if self.on_permissions_changed is not None:
+            self.on_permissions_changed(None)
+
+    async def on_guild_role_update(self, before: Any, after: Any) -> None:
+        if self.on_permissions_changed is not None:
+            self.on_permissions_changed(None)
+
     async def on_message(self, message: discord.Message) -> None:
         if self.actions is not None:
             try:
                 await self.actions.message(message, self.user)
             except Exception:
                 log.exception("message handling failed")
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Forms (every one, by custom id) and clicks that no button of ours claims.
+
+        ``kepler:`` buttons are dispatched by :class:`~bot.transports.discord.views.StoryButton`;
+        anything else gets a short ephemeral notice instead of "This interaction failed".
+        """
+        if self.actions is None:
+            return
+        custom_id = str((interaction.data or {}).get("custom_id", ""))
+        if interaction.type is discord.InteractionType.modal_submit:
+            await self.actions.form(interaction)
+        elif interaction.type is discord.InteractionType.component and not custom_id.startswith(
+            PREFIX
+        ):
+            await self.actions.unknown(interaction)

@@ -1,15 +1,29 @@
-"""Persistent buttons: Continue, Check my cluster, Hint, Show manifest, Answer, and choices.
+"""Persistent buttons and answer forms whose ids say which beat they belong to.
 
-Each button's ``custom_id`` carries the mission id and the action (``kepler:check:42``,
-``kepler:choice:42:2``), so after a restart the bot recognises a click on a message sent long
-ago: the classes are registered with ``bot.add_dynamic_items`` (discord.py's persistent
-dispatch for custom ids that carry data), and views are built with ``timeout=None``. The
-callbacks only hand over to :class:`~bot.transports.discord.actions.Actions`.
+A component's ``custom_id`` carries everything needed to act on it long after it was sent,
+across restarts, without in-memory view state::
+
+    kepler:<action>:<mission>:<chapter>.<beat>:<nonce>[:<choice>]     (a button)
+    kepler:form:<mission>:<chapter>.<beat>:<nonce>:<user>             (an answer form)
+
+``<chapter>.<beat>`` is the beat the message presented and ``<nonce>`` tells apart two
+presentations of the same beat (a mission restarted at that chapter), so a click on a beat
+that has passed can be recognised and refused instead of answering the question open now.
+Forms carry the member too: every member of a crew gets their own form id, so concurrent
+answers never collide.
+
+Buttons are dispatched by one :class:`StoryButton` registered with ``bot.add_dynamic_items``
+(discord.py's persistent dispatch for custom ids that carry data). Forms are sent *untracked*
+(stopped before sending, so discord.py keeps no state for them) and every submission is
+parsed from its custom id in ``on_interaction``: a form opened before a restart is handled
+exactly like one opened after it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -21,99 +35,141 @@ ACTIONS: dict[str, tuple[str, discord.ButtonStyle]] = {
     "manifest": ("Show manifest", discord.ButtonStyle.secondary),
     "answer": ("Answer", discord.ButtonStyle.primary),
 }
-ACTION_TEMPLATE = r"kepler:(?P<action>continue|check|hint|manifest|answer):(?P<mission>[0-9]+)"
-CHOICE_TEMPLATE = r"kepler:choice:(?P<mission>[0-9]+):(?P<index>[0-9]+)"
+PREFIX = "kepler:"
+BUTTON_TEMPLATE = r"kepler:(?P<rest>.+)"
+_BUTTON = re.compile(
+    r"kepler:(?P<action>continue|check|hint|manifest|answer|choice):(?P<mission>[0-9]+)"
+    r":(?P<ref>[0-9]+\.[0-9]+):(?P<nonce>[0-9a-f]{6})(?::(?P<index>[0-9]+))?"
+)
+_FORM = re.compile(
+    r"kepler:form:(?P<mission>[0-9]+):(?P<ref>[0-9]+\.[0-9]+):(?P<nonce>[0-9a-f]{6})"
+    r":(?P<user>[0-9]+)"
+)
+# Ids of the first release: no beat, so whatever they meant has passed.
+_LEGACY = re.compile(
+    r"kepler:(?:(?:continue|check|hint|manifest|answer|modal):[0-9]+|choice:[0-9]+:[0-9]+)"
+)
 MAX_CHOICES = 20  # leaves a row for the action buttons
 
 
-def action_id(action: str, mission_id: int) -> str:
-    return f"kepler:{action}:{mission_id}"
+@dataclass(frozen=True)
+class ComponentId:
+    """What a button or form custom id says."""
+
+    action: str  # continue|check|hint|manifest|answer|choice|form|legacy
+    mission_id: int = 0
+    ref: str = ""  # "<chapter>.<beat>"
+    nonce: str = ""
+    index: int | None = None  # the choice, for "choice"
+    user_id: int | None = None  # the member, for "form"
+
+    @property
+    def custom_id(self) -> str:
+        base = f"{PREFIX}{self.action}:{self.mission_id}:{self.ref}:{self.nonce}"
+        if self.action == "choice":
+            return f"{base}:{self.index}"
+        if self.action == "form":
+            return f"{base}:{self.user_id}"
+        return base
+
+    def form_for(self, user_id: int) -> ComponentId:
+        return ComponentId("form", self.mission_id, self.ref, self.nonce, user_id=user_id)
 
 
-def choice_id(mission_id: int, index: int) -> str:
-    return f"kepler:choice:{mission_id}:{index}"
+def nonce_of(key: str) -> str:
+    """Six hex digits from the message's outbox key: stable across re-sends."""
+    return hashlib.blake2s(key.encode(), digest_size=3).hexdigest()
+
+
+def parse(custom_id: str) -> ComponentId | None:
+    """The id of one of our buttons or forms; ``action == "legacy"`` for first-release ids."""
+    if m := _BUTTON.fullmatch(custom_id):
+        index = int(m["index"]) if m["index"] is not None else None
+        if (m["action"] == "choice") != (index is not None):
+            return None
+        return ComponentId(m["action"], int(m["mission"]), m["ref"], m["nonce"], index)
+    if m := _FORM.fullmatch(custom_id):
+        return ComponentId("form", int(m["mission"]), m["ref"], m["nonce"], user_id=int(m["user"]))
+    if _LEGACY.fullmatch(custom_id):
+        return ComponentId("legacy")
+    return None
 
 
 def _actions(interaction: discord.Interaction) -> Any:
     return interaction.client.actions  # type: ignore[attr-defined]
 
 
-class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=ACTION_TEMPLATE):
-    def __init__(self, action: str, mission_id: int):
-        label, style = ACTIONS[action]
-        super().__init__(
-            discord.ui.Button(label=label, style=style, custom_id=action_id(action, mission_id))
-        )
-        self.action = action
-        self.mission_id = mission_id
+class StoryButton(discord.ui.DynamicItem[discord.ui.Button], template=BUTTON_TEMPLATE):
+    """Every ``kepler:`` button, whenever it was sent; the parsing happens in ``callback``."""
 
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> ActionButton:
-        return cls(match["action"], int(match["mission"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).button(interaction, self.action, self.mission_id)
-
-
-class ChoiceButton(discord.ui.DynamicItem[discord.ui.Button], template=CHOICE_TEMPLATE):
-    def __init__(self, mission_id: int, index: int, label: str = ""):
+    def __init__(self, custom_id: str, label: str = "", style: Any = None, disabled: bool = False):
         super().__init__(
             discord.ui.Button(
-                label=(label or str(index))[:80],
-                style=discord.ButtonStyle.secondary,
-                custom_id=choice_id(mission_id, index),
+                label=label[:80] or "…",
+                style=style or discord.ButtonStyle.secondary,
+                custom_id=custom_id,
+                disabled=disabled,
             )
         )
-        self.mission_id = mission_id
-        self.index = index
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> ChoiceButton:
-        return cls(int(match["mission"]), int(match["index"]), item.label or "")
+    ) -> StoryButton:
+        return cls(item.custom_id or "", item.label or "")
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).choice(interaction, self.mission_id, self.index)
+        await _actions(interaction).click(interaction, self.item.custom_id or "")
 
 
 def story_view(
-    mission_id: int, actions: tuple[str, ...], choices: list[dict[str, str]] | None = None
+    base: ComponentId,
+    actions: tuple[str, ...],
+    choices: list[dict[str, str]] | None = None,
+    *,
+    disabled: bool = False,
 ) -> discord.ui.View | None:
-    """Buttons for one message, or None when it has none."""
+    """Buttons for one message (``base`` names the mission, beat and nonce), or None."""
     view = discord.ui.View(timeout=None)
     for i, choice in enumerate((choices or [])[:MAX_CHOICES], 1):
-        view.add_item(ChoiceButton(mission_id, i, f"{i}. {choice['label']}"))
+        cid = ComponentId("choice", base.mission_id, base.ref, base.nonce, i).custom_id
+        view.add_item(StoryButton(cid, f"{i}. {choice['label']}", disabled=disabled))
     for action in actions:
         if action in ACTIONS:
-            view.add_item(ActionButton(action, mission_id))
+            label, style = ACTIONS[action]
+            cid = ComponentId(action, base.mission_id, base.ref, base.nonce).custom_id
+            view.add_item(StoryButton(cid, label, style, disabled=disabled))
     return view if view.children else None
 
 
-def parse(custom_id: str) -> tuple[str, int, int | None] | None:
-    """(action, mission id, choice index) from a custom id of ours, else None."""
-    if m := re.fullmatch(ACTION_TEMPLATE, custom_id):
-        return m["action"], int(m["mission"]), None
-    if m := re.fullmatch(CHOICE_TEMPLATE, custom_id):
-        return "choice", int(m["mission"]), int(m["index"])
-    return None
+class AnswerForm(discord.ui.Modal, title="Answer the commander"):
+    """Free text without the message-content intent: a form's text needs no privilege."""
+
+    answer: discord.ui.TextInput[AnswerForm] = discord.ui.TextInput(
+        label="Your answer", style=discord.TextStyle.paragraph, max_length=4000,
+        custom_id="answer",
+    )  # fmt: skip
+
+    def __init__(self, cid: ComponentId):
+        super().__init__(timeout=None, custom_id=cid.custom_id)
+
+    def is_finished(self) -> bool:
+        """Always: ``send_modal`` then keeps no state for it, and the submission is handled
+        from its custom id alone (see the module doc), before or after a restart."""
+        return True
 
 
-class AnswerModal(discord.ui.Modal, title="Answer the commander"):
-    """Free text without the message-content intent: a modal's text needs no privilege."""
-
-    answer: discord.ui.TextInput[AnswerModal] = discord.ui.TextInput(
-        label="Your answer", style=discord.TextStyle.paragraph, max_length=4000
-    )
-
-    def __init__(self, mission_id: int):
-        super().__init__(timeout=15 * 60, custom_id=f"kepler:modal:{mission_id}")
-        self.mission_id = mission_id
-
-    async def on_submit(self, interaction: discord.Interaction) -> None:
-        await _actions(interaction).say(interaction, self.mission_id, str(self.answer.value))
+def form_text(data: dict[str, Any]) -> str:
+    """The answer typed into a submitted form (raw ``MODAL_SUBMIT`` data)."""
+    stack = list(data.get("components", []))
+    while stack:  # action rows (``components``) or labels (``component``) around the input
+        component = stack.pop()
+        if component.get("custom_id") == "answer":
+            return str(component.get("value") or "")
+        stack += component.get("components", [])
+        if "component" in component:
+            stack.append(component["component"])
+    return ""
 
 
-DYNAMIC_ITEMS = (ActionButton, ChoiceButton)
+DYNAMIC_ITEMS = (StoryButton,)
