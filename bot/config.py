@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         "", validation_alias="DISCORD_GUILD_ID",
         description="Sync commands to this server only (development).",
     )  # fmt: skip
+    public_url: str = Field(
+        "",
+        description="Public base URL of the bot's HTTP server (portraits at /portraits/); "
+        "empty: no portraits.",
+    )
     # --- host clusters and sandboxes ----------------------------------------------------
     host_kubeconfig: str = Field(
         "", validation_alias="HOST_KUBECONFIG", repr=False, json_schema_extra=SECRET,

@@ -8,6 +8,7 @@ import pytest
 from bot.content.course import load_course
 from bot.store.sqlite import SQLiteStore
 from bot.transports.discord.app import App
+from bot.transports.discord.pacing import Pacer, VirtualTime
 from tests.discord.world import World
 from tests.fakes import CannedVoice, ScriptedCluster
 
@@ -49,6 +50,13 @@ def cluster() -> LoggedCluster:
     return LoggedCluster()
 
 
+def virtual_pacer() -> Pacer:
+    """Discord's pacing in virtual time: the same decisions, no waiting."""
+    time = VirtualTime()
+    return Pacer(clock=time.clock, sleep=time.sleep)
+
+
 def make_app(world: World, store, course, cluster, **kw) -> App:
+    kw.setdefault("pacer", virtual_pacer())
     return App(bot=world.client, store=store, course=course, cluster=cluster,
                voice=CannedVoice(), **kw)  # fmt: skip

@@ -11,7 +11,7 @@ import discord
 
 from bot.engine.ports import Address, Outgoing
 from bot.store.sqlite import SQLiteStore
-from bot.transports.discord.views import ACTION_TEMPLATE, ActionButton
+from bot.transports.discord.views import BUTTON_TEMPLATE, StoryButton
 from sandbox.backends.base import SandboxBackend, SandboxRecord
 from tests.discord.conftest import LoggedCluster, make_app
 from tests.discord.driver import act, last_button
@@ -60,7 +60,7 @@ async def test_without_manage_webhooks_embeds_and_one_notice_to_admins(
     await app.transport.deliver(Address("discord", "channel", "2"), LINE, "other")
     story = world.story(1)
     assert [p.via for p in story] == ["bot"] * 3
-    assert story[0].kwargs["embed"].author.name == "Commander Sarah Torres"
+    assert story[0].embed.author.name == "Commander Sarah Torres"
     assert world.created_webhooks == 0
     notices = world.in_channel(world.owner.dm_channel.id)
     assert len(notices) == 1 and "Manage Webhooks" in notices[0].text
@@ -126,7 +126,7 @@ async def test_together_crew_waits_for_the_slowest_member(world, store, cluster)
     board = [
         p
         for p in world.story(1)
-        if p.kwargs.get("embed") and p.kwargs["embed"].title == "Crew board"
+        if p.embed and p.embed.title == "Crew board"
     ]
     assert len(board) == 1 and board[0].edits  # one board message, edited in place
     await act(app, world, cluster, people[2], channel, mission)
@@ -190,17 +190,11 @@ async def test_restart_mid_chapter_neither_repeats_nor_loses_a_beat(world, db, c
         assert len(nonces) == len(set(nonces)), "a beat was repeated"
         # A button posted before the restart still works: persistent custom_id dispatch.
         button = last_button(world, dm.id, "kepler:")
-        match = re.fullmatch(ACTION_TEMPLATE, button) or re.fullmatch(r"kepler:choice:.*", button)
+        match = re.fullmatch(BUTTON_TEMPLATE, button)
         assert match is not None
-        if button.startswith("kepler:choice"):
-            from bot.transports.discord.views import CHOICE_TEMPLATE, ChoiceButton
-
-            m = re.fullmatch(CHOICE_TEMPLATE, button)
-            item = await ChoiceButton.from_custom_id(None, discord.ui.Button(custom_id=button), m)  # type: ignore[arg-type]
-        else:
-            m = re.fullmatch(ACTION_TEMPLATE, button)
-            item = await ActionButton.from_custom_id(None, discord.ui.Button(custom_id=button), m)  # type: ignore[arg-type]
+        item = await StoryButton.from_custom_id(None, discord.ui.Button(custom_id=button), match)  # type: ignore[arg-type]
         interaction = world.interaction(alex, dm)
+        interaction.data = {"custom_id": button}
         world.client.actions = app.actions
         before = await store.get_mission(mission.id)
         beat = course.beat_at(before.chapter, before.beat)

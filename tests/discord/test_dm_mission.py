@@ -39,8 +39,8 @@ async def test_dm_mission_from_the_opening_to_the_end_of_chapter_one(world, stor
     manager.ensure.assert_called_once_with("discord:42", None)
 
     # One progress message (an ephemeral follow-up), edited in place to ready.
-    progress = [p for p in world.posted if p.via == "followup" and p.kwargs.get("embed")
-                and "cluster" in (p.kwargs["embed"].title or "")]  # fmt: skip
+    progress = [p for p in world.posted if p.via == "followup" and p.embed
+                and "cluster" in (p.embed.title or "")]  # fmt: skip
     assert len(progress) == 1
     assert progress[0].kwargs["ephemeral"] is True
     assert "sandbox ready" in progress[0].edits[-1]["embed"].description
@@ -66,9 +66,9 @@ async def test_dm_mission_from_the_opening_to_the_end_of_chapter_one(world, stor
     assert all(p.via == "bot" and p.kwargs.get("nonce") for p in story)
     assert len({p.kwargs["nonce"] for p in story}) == len(story)
     authors = {
-        p.kwargs["embed"].author.name
+        p.embed.author.name
         for p in story
-        if p.kwargs.get("embed") and p.kwargs["embed"].author
+        if p.embed and p.embed.author
     }
     assert "Commander Sarah Torres" in authors
     assert world.duplicates == []

@@ -28,9 +28,19 @@ class Posted:
     edits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def embeds(self) -> list[Any]:
+        one = self.kwargs.get("embed")
+        return [one] if one is not None else list(self.kwargs.get("embeds") or [])
+
+    @property
+    def embed(self) -> Any:
+        return self.embeds[0] if self.embeds else None
+
+    @property
     def text(self) -> str:
-        embed = self.kwargs.get("embed")
-        return (self.kwargs.get("content") or "") + (embed.description or "" if embed else "")
+        return (self.kwargs.get("content") or "") + "\n\n".join(
+            e.description or "" for e in self.embeds
+        )
 
     @property
     def username(self) -> str | None:
@@ -248,6 +258,10 @@ class World:
                 kwargs["content"] = content
             self.posted.append(Posted(channel.id, "response", kwargs))
 
+        async def delete_original_response() -> None:
+            i.order.append("delete")
+
+        i.delete_original_response.side_effect = delete_original_response
         i.response.defer.side_effect = defer
         i.response.send_message.side_effect = send_message
         i.followup.send.side_effect = followup

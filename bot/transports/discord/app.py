@@ -27,6 +27,8 @@ from bot.engine.ports import Cluster, Voice
 from bot.transports.discord.actions import Actions
 from bot.transports.discord.client import KeplerBot
 from bot.transports.discord.commands import KeplerCommands
+from bot.transports.discord.invalid import InvalidRequests
+from bot.transports.discord.pacing import Pacer
 from bot.transports.discord.secrets import SecretBox
 from bot.transports.discord.transport import DiscordTransport, user_id_of
 from bot.transports.discord.webhooks import WebhookPool
@@ -53,21 +55,28 @@ class App:
         service: Any = None,
         clock: Callable[[], float] = time.time,
         observe: Callable[..., None] | None = None,
+        public_url: str = "",
+        pacer: Pacer | None = None,
+        invalid: InvalidRequests | None = None,
     ):
         self.bot = bot
         self.store = store
         self.course = course
         self.manager = manager
         self.service = service
+        self.invalid = invalid or InvalidRequests()
         self.webhooks = WebhookPool(bot, store, SecretBox(secret_key))
-        self.transport = DiscordTransport(bot, store, course, self.webhooks)
+        self.transport = DiscordTransport(
+            bot, store, course, self.webhooks, public_url=public_url, pacer=pacer
+        )
         self.engine = Engine(
             course, store, cluster, voice, self.transport, idle_after=idle_after, clock=clock,
             observe=observe,
         )
         self.actions = Actions(
-            self.engine, store, course, manager=manager, backend=backend, spawn=self.spawn
-        )
+            self.engine, store, course, manager=manager, backend=backend, spawn=self.spawn,
+            public_url=public_url,
+        )  # fmt: skip
         self.commands = KeplerCommands(self.actions, store)
         self._loops: list[asyncio.Task[Any]] = []
         self._work: set[asyncio.Task[Any]] = set()
@@ -80,6 +89,7 @@ class App:
         bot.actions = self.actions
         bot.on_setup = self.setup
         bot.on_connected = self.flush
+        bot.on_permissions_changed = self.webhooks.recheck  # a webhook may now be allowed
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -175,7 +185,14 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     else:
         backend = KubeconfigBackend()
     stack.push_async_callback(backend.close)
-    bot = KeplerBot()
+    if settings.discord_guild_id:
+        log.warning(
+            "DISCORD_GUILD_ID is set: slash commands exist only in that server, so DMs with the "
+            "bot show no commands. To test DMs, unset it and sync globally (docs/discord.md).",
+            extra={"guild": settings.discord_guild_id},
+        )
+    invalid = InvalidRequests()
+    bot = KeplerBot(http_trace=invalid.trace_config())
     holder: dict[str, App] = {}
 
     async def notify(learner_id: str, text: str) -> None:
@@ -194,6 +211,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
             ops.metrics.instrument_client(api, "host")
         ops.health.register("host_cluster", host_clusters_check(apis))
     stack.push_async_callback(ops.stop)  # before the store closes (the stack unwinds LIFO)
+    invalid.attach(ops.metrics.registry)
     ops.health.register("gateway", discord_gateway_check(bot))
     service = ClusterService(
         backend, timeout=settings.check_timeout, on_use=manager.touch,
@@ -215,6 +233,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
         bot=bot, store=store, course=course, cluster=service, voice=voice,
         secret_key=settings.secret_key, idle_after=settings.idle_seconds,
         manager=manager, backend=backend, service=service, observe=ops.metrics.observe,
+        public_url=settings.public_url, invalid=invalid,
     )  # fmt: skip
     holder["app"] = app
     with contextlib.suppress(Exception):

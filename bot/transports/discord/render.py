@@ -1,12 +1,21 @@
 """How an engine message looks on Discord: content or embeds, in whose name, split to fit.
 
-``render(message, course, persona_mode=...)`` returns :class:`Piece` s. In persona mode (a
-webhook is available) each piece is posted under the speaker's name and avatar; otherwise the
-speaker becomes the embed's author. Files and buttons belong to the last piece.
+``render(message, course, persona_mode=...)`` returns :class:`Piece` s; ``render_group`` does
+the same for a scene's grouped messages (``scene``). In persona mode (a webhook is available)
+each piece is posted under the speaker's name and portrait; otherwise the speaker becomes the
+embed's author, with the portrait as its icon. Files and buttons belong to the last piece.
+
+Portraits: a persona's ``avatar`` is a path under the personas folder (``portraits/x.png``),
+served by the bot's own HTTP server; with ``KEPLER_PUBLIC_URL`` set it becomes
+``<public url>/portraits/x.png``; without one there is no portrait (Discord must fetch it).
+
+Wording fits Discord: the crew's "run `check`" reads "run `/check`", and sentences about
+``kepler play`` (the terminal) are left out.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +24,7 @@ from rich.color import Color, ColorParseError
 
 from bot.content.course import Course
 from bot.engine.ports import Outgoing
+from bot.transports.discord.scene import EMBEDS_TOTAL, MAX_EMBEDS, Group, embed_messages, pack
 from bot.transports.discord.splitting import CONTENT_LIMIT, EMBED_LIMIT, split_text
 
 STATION = "Kepler Station"
@@ -29,10 +39,16 @@ _TITLES = {"task": None, "review": "Crew assessment", "board": "Crew board", "pr
 
 @dataclass
 class Piece:
+    """One Discord message: content and/or up to 10 embeds (6000 characters in all)."""
+
     content: str | None = None
-    embed: discord.Embed | None = None
+    embeds: list[discord.Embed] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     last: bool = False
+
+    @property
+    def embed(self) -> discord.Embed | None:
+        return self.embeds[0] if self.embeds else None
 
 
 @dataclass(frozen=True)
@@ -42,12 +58,30 @@ class Speaker:
     colour: int
 
 
-def speaker_of(course: Course, speaker: str | None) -> Speaker:
+def speaker_of(course: Course, speaker: str | None, public_url: str = "") -> Speaker:
     persona = course.persona(speaker)
     if persona is None:
         return Speaker(STATION, None, NOTICE_COLOUR)
-    avatar = persona.avatar if persona.avatar.startswith(("https://", "http://")) else None
-    return Speaker(persona.name, avatar, colour_of(persona.colour))
+    return Speaker(persona.name, portrait_url(persona.avatar, public_url), colour_of(persona.colour))
+
+
+def portrait_url(avatar: str, public_url: str) -> str | None:
+    """A full URL as is; a path under the personas folder only with a public base URL."""
+    if avatar.startswith(("https://", "http://")):
+        return avatar
+    if not avatar or not public_url:
+        return None
+    return f"{public_url.rstrip('/')}/{avatar.lstrip('/')}"
+
+
+_COMMANDS = re.compile(r"`(check|hint|catchup|kubeconfig|status)`")
+_TERMINAL_ONLY = re.compile(r"(?:^|(?<=[.!?]) )[^.!?\n]*`kepler play`[^.!?\n]*[.!?]", re.M)
+
+
+def wording(text: str) -> str:
+    """Discord's words for the learner's commands; terminal-only sentences left out."""
+    text = _COMMANDS.sub(lambda m: f"`/{m[1]}`", text)
+    return _TERMINAL_ONLY.sub("", text).replace("  ", " ")
 
 
 def colour_of(name: str) -> int:
@@ -60,7 +94,7 @@ def colour_of(name: str) -> int:
 
 def message_text(message: Outgoing) -> str:
     """The text as shown, with numbered choices under a question."""
-    text = message.text
+    text = wording(message.text)
     if message.kind == "line" and message.style == "stage" and text and not text.startswith("*"):
         text = f"*{text}*"
     choices = message.data.get("choices") or []
@@ -69,9 +103,13 @@ def message_text(message: Outgoing) -> str:
     return text
 
 
-def render(message: Outgoing, course: Course, *, persona_mode: bool) -> list[Piece]:
-    who = speaker_of(course, message.speaker)
+def render(
+    message: Outgoing, course: Course, *, persona_mode: bool, public_url: str = ""
+) -> list[Piece]:
+    who = speaker_of(course, message.speaker, public_url)
     text = message_text(message)
+    if message.kind == "status":
+        text = failures_first(text)
     kind = message.kind
     pieces: list[Piece]
     if kind == "line" and message.style == "scene":
@@ -117,9 +155,106 @@ def _embeds(
             embed.title = title
         if i == 0 and author is not None:
             embed.set_author(name=author.name, icon_url=author.avatar)
-        pieces.append(Piece(embed=embed))
+        pieces.append(Piece(embeds=[embed]))
     return pieces
 
 
 def plain_embed(text: str, colour: int = NOTICE_COLOUR, title: str | None = None) -> discord.Embed:
     return discord.Embed(description=text[:EMBED_LIMIT], colour=colour, title=title)
+
+
+def failures_first(text: str) -> str:
+    """A check result with the objectives still open on top (one line each)."""
+    lines = text.split("\n")
+    open_ = [line for line in lines if line.startswith(("❌", "⬜"))]
+    rest = [line for line in lines if not line.startswith(("❌", "⬜"))]
+    return "\n".join(open_ + rest)
+
+
+def render_scene(
+    groups: list[Group], course: Course, *, persona_mode: bool, public_url: str = ""
+) -> list[Piece]:
+    """The groups of one message (``scene.joins``) as few pieces as Discord's limits allow.
+
+    Without a webhook each group is embeds (a speaker's with them as author) and consecutive
+    groups share a message: ≤ 10 embeds, ≤ 6000 characters. With a webhook the post carries
+    one name: a leading scene makes the speaker's lines an embed below it; otherwise the
+    speaker's words are the content and a closing task or review an embed below them.
+    """
+    scene_first = persona_mode and len(groups) > 1 and groups[0].voice == "narrator"
+    pieces: list[Piece] = []
+    for g in groups:
+        as_embeds = not persona_mode or (scene_first and bool(g.voice))
+        rendered = render_group(g, course, persona_mode=not as_embeds, public_url=public_url)
+        if persona_mode:
+            for piece in rendered:
+                for embed in piece.embeds:
+                    embed.remove_author()  # the post's name says who speaks
+        for piece in rendered:
+            last = pieces[-1] if pieces else None
+            if last is not None and _fits(last, piece):
+                last.embeds += piece.embeds
+                last.files = piece.files
+            else:
+                pieces.append(piece)
+    for piece in pieces:
+        piece.last = False
+    if pieces:
+        pieces[-1].last = True
+    return pieces
+
+
+def _fits(last: Piece, piece: Piece) -> bool:
+    """``piece`` can ride in ``last``'s message: embeds only, after ``last``'s content, no
+    files before it, within 10 embeds and 6000 characters."""
+    return (
+        piece.content is None
+        and not last.files
+        and len(last.embeds) + len(piece.embeds) <= MAX_EMBEDS
+        and _size(last.embeds) + _size(piece.embeds) <= EMBEDS_TOTAL
+    )
+
+
+def _size(embeds: list[discord.Embed]) -> int:
+    return sum(len(e) for e in embeds)
+
+
+def render_group(
+    group: Group, course: Course, *, persona_mode: bool, public_url: str = ""
+) -> list[Piece]:
+    """A scene's grouped messages as few pieces as Discord's limits allow.
+
+    The narrator's voice is one embed (scene paragraphs in italics); a speaker's lines are one
+    post's content under their name (persona mode) or one embed with them as its author.
+    """
+    if not group.voice:
+        return render(group.messages[0], course, persona_mode=persona_mode, public_url=public_url)
+    who = speaker_of(course, group.messages[-1].speaker, public_url)
+    narrator = group.voice == "narrator"
+    paragraphs: list[str] = []
+    limit = CONTENT_LIMIT if persona_mode and not narrator else EMBED_LIMIT - 2
+    for message in group.messages:
+        text = message_text(message)
+        if narrator and message.style == "scene" and "```" not in text:
+            text = "\n\n".join(f"*{p.strip()}*" for p in text.split("\n\n") if p.strip())
+        paragraphs += split_text(text, limit)
+    blocks = pack(paragraphs, limit)
+    pieces: list[Piece]
+    if persona_mode and not narrator:
+        pieces = [Piece(content=block) for block in blocks]
+    else:
+        colour = SCENE_COLOUR if narrator else who.colour
+        author = None if narrator or persona_mode else who
+        extra = len(author.name) if author is not None else 0
+        pieces = []
+        for descriptions in embed_messages(blocks, extra):
+            embeds = [discord.Embed(description=d, colour=colour) for d in descriptions]
+            if author is not None:
+                for embed in embeds[:1]:
+                    embed.set_author(name=author.name, icon_url=author.avatar)
+            pieces.append(Piece(embeds=embeds))
+    if not pieces:
+        pieces = [Piece(content="\u200b")]
+    pieces[-1].last = True
+    pieces[-1].files = [course.resolve(rel) for m in group.messages for rel in m.attachments]
+    return pieces

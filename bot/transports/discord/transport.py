@@ -24,15 +24,19 @@ import discord
 
 from bot.content.course import Course
 from bot.engine.ports import Address, Outgoing
+from bot.transports.discord import scene
+from bot.transports.discord.moments import Moment, Moments
+from bot.transports.discord.pacing import Pacer
 from bot.transports.discord.render import (
     NO_MENTIONS,
     Piece,
     plain_embed,
     render,
+    render_scene,
     speaker_of,
 )
 from bot.transports.discord.splitting import CONTENT_LIMIT, split_text
-from bot.transports.discord.views import story_view
+from bot.transports.discord.views import ACTIONS, ComponentId, nonce_of, story_view
 from bot.transports.discord.webhooks import NoWebhook, WebhookPool, is_unknown_webhook
 
 log = logging.getLogger(__name__)
@@ -72,18 +76,23 @@ class DiscordTransport:
         webhooks: WebhookPool,
         *,
         clock: Callable[[], float] = time.monotonic,
+        public_url: str = "",
+        pacer: Pacer | None = None,
     ):
         self.client = client
         self.store = store
         self.course = course
         self.webhooks = webhooks
         self.clock = clock
+        self.public_url = public_url
+        self.pacer = pacer or Pacer()
+        self.moments = Moments(store)
 
     # --- Transport ----------------------------------------------------------------------
 
     async def deliver(self, address: Address, message: Outgoing, key: str) -> None:
         if await self.store.get_setting(SENT, key):
-            return
+            return  # sent already, alone or as part of a group (see ``_post``)
         if message.private_to and address.kind != "solo":
             await self._deliver_private(message, key)
         else:
@@ -99,7 +108,7 @@ class DiscordTransport:
         in a new message."""
         channel = await self.channel(address)
         hook, thread = await self._hook(channel)
-        who = speaker_of(self.course, speaker)
+        who = speaker_of(self.course, speaker, self.public_url)
         shown: list[tuple[Any, str]] = []
         text = ""
         last = float("-inf")
@@ -149,32 +158,110 @@ class DiscordTransport:
             return None, None
 
     async def _post(self, channel: Any, address: Address, message: Outgoing, key: str) -> None:
+        """Post ``message`` together with the rest of its scene still waiting in the outbox.
+
+        The engine delivers one message at a time, in order; the messages after this one that
+        belong to the same group (``scene``) are posted now and marked sent here, so the
+        engine's next ``deliver`` calls for them return at once.
+        """
+        mission = await self.store.find_mission(address)
         hook, thread = await self._hook(channel)
-        pieces = render(message, self.course, persona_mode=hook is not None)
-        view = None
-        if message.actions or message.data.get("choices") or message.kind == "question":
-            mission = await self.store.find_mission(address)
-            if mission is not None:
-                actions = tuple(message.actions)
-                if message.kind == "question" and not message.data.get("choices"):
-                    actions = (*actions, "answer")
-                view = story_view(mission.id, actions, message.data.get("choices"))
-        who = speaker_of(self.course, message.speaker)
+        items = await self._scene(mission, message, key, any_voice=hook is None)
+        groups = scene.group(items)
+        pieces = render_scene(
+            groups, self.course, persona_mode=hook is not None, public_url=self.public_url
+        )
+        messages = [m for _, m in items]
+        keys = [k for k, _ in items]
+        buttons = next((m for m in reversed(messages) if scene.has_buttons(m)), None)
+        view, base = None, None
+        if buttons is not None and mission is not None:
+            ref = buttons.data.get("ref") or f"{mission.chapter}.{mission.beat}"
+            base = ComponentId("", mission.id, ref, nonce_of(keys[-1]))
+            actions = tuple(buttons.actions)
+            if buttons.kind == "question" and not buttons.data.get("choices"):
+                actions = (*actions, "answer")
+            view = story_view(base, actions, buttons.data.get("choices"))
+        who = speaker_of(self.course, messages[-1].speaker, self.public_url)
+        sent_id: int | None = None
         for i, piece in enumerate(pieces):
             piece_key = f"{key}.{i}"
             if len(pieces) > 1 and await self.store.get_setting(SENT, piece_key):
                 continue  # sent before a crash
+            await self.pacer.wait(channel.id)
             sent_id = await self._send_piece(
-                channel,
-                hook,
-                thread,
-                who,
-                piece,
-                key if i == 0 else piece_key,
+                channel, hook, thread, who, piece, key if i == 0 else piece_key,
                 view if piece.last else None,
-            )
+            )  # fmt: skip
             if len(pieces) > 1:
                 await self.store.set_setting(SENT, piece_key, str(sent_id or "?"))
+        for other in keys[1:]:
+            await self.store.set_setting(SENT, other, "1")
+        if view is not None and base is not None and sent_id is not None and mission is not None:
+            await self._new_moment(mission.id, channel, hook, thread, base, view, sent_id,
+                                   buttons)  # fmt: skip
+
+    async def _scene(
+        self, mission: Any, message: Outgoing, key: str, *, any_voice: bool
+    ) -> list[tuple[str, Outgoing]]:
+        """This message and the unsent ones after it in the outbox that join its group."""
+        items = [(key, message)]
+        if mission is None or not scene.voice_of(message):
+            return items
+        pending = await self.store.pending(mission.id)
+        keys = [item.key for item in pending]
+        if key not in keys:
+            return items
+        for item in pending[keys.index(key) + 1 :]:
+            if not scene.joins([m for _, m in items], item.message, any_voice=any_voice):
+                break
+            items.append((item.key, item.message))
+        return items
+
+    async def _new_moment(
+        self,
+        mission_id: int,
+        channel: Any,
+        hook: discord.Webhook | None,
+        thread: Any,
+        base: ComponentId,
+        view: discord.ui.View,
+        message_id: int,
+        buttons: Outgoing,
+    ) -> None:
+        """Record the message with the live buttons; disable the previous moment's buttons."""
+        guild = None if isinstance(channel, discord.DMChannel) else channel.guild
+        parent = thread.parent if thread is not None else channel
+        actions = [getattr(i, "custom_id", "").split(":")[1] for i in view.children
+                   if getattr(i, "custom_id", "").split(":")[1] in ACTIONS]  # fmt: skip
+        moment = Moment(
+            ref=base.ref, nonce=base.nonce, channel=channel.id, message=message_id,
+            guild=guild.id if guild is not None else None,
+            webhook=hook.id if hook is not None else None,
+            parent=parent.id if hook is not None else None,
+            actions=actions, choices=list(buttons.data.get("choices") or []),
+        )  # fmt: skip
+        previous = await self.moments.replace(mission_id, moment)
+        if previous is None or previous.message == message_id:
+            return
+        old = ComponentId("", mission_id, previous.ref, previous.nonce)
+        dead = story_view(old, tuple(previous.actions), previous.choices, disabled=True)
+        try:
+            if previous.webhook is not None:
+                hook = self.webhooks.cached(previous.parent or 0)
+                if hook is None or hook.id != previous.webhook:
+                    return  # that webhook is gone: its buttons answer "passed" anyway
+                where = discord.Object(previous.channel) if previous.channel != previous.parent else None
+                if where is not None:
+                    await hook.edit_message(previous.message, view=dead, thread=where)
+                else:
+                    await hook.edit_message(previous.message, view=dead)
+            else:
+                target = self.client.get_channel(previous.channel) or channel
+                await target.get_partial_message(previous.message).edit(view=dead)
+        except discord.HTTPException as exc:
+            log.info("could not disable old buttons: %s", exc.status,
+                     extra={"channel": previous.channel})  # fmt: skip
 
     async def _send_piece(
         self,
@@ -197,8 +284,8 @@ class DiscordTransport:
                 kwargs["avatar_url"] = who.avatar
             if piece.content is not None:
                 kwargs["content"] = piece.content
-            if piece.embed is not None:
-                kwargs["embed"] = piece.embed
+            if piece.embeds:
+                kwargs["embeds"] = piece.embeds
             if files:
                 kwargs["files"] = files
             if view is not None:
@@ -223,7 +310,7 @@ class DiscordTransport:
                     return msg.id if msg is not None else None
         msg = await channel.send(
             content=piece.content,
-            embed=piece.embed,
+            embeds=piece.embeds or None,
             files=files or None,
             view=view,
             nonce=nonce,
@@ -254,7 +341,7 @@ class DiscordTransport:
         self, channel: Any, address: Address, message: Outgoing, key: str
     ) -> None:
         slot = f"{address.key}:{message.kind}"
-        [piece] = render(message, self.course, persona_mode=False)[:1]
+        [piece] = render(message, self.course, persona_mode=False, public_url=self.public_url)[:1]
         stored = await self.store.get_setting(PINNED, slot)
         if stored:
             try:
@@ -276,7 +363,7 @@ class DiscordTransport:
         if user is None:
             return
         channel = user.dm_channel or await user.create_dm()
-        for piece in render(message, self.course, persona_mode=False):
+        for piece in render(message, self.course, persona_mode=False, public_url=self.public_url):
             await channel.send(content=piece.content, embed=piece.embed, nonce=key,
                                allowed_mentions=NO_MENTIONS)  # fmt: skip
 
