@@ -91,6 +91,7 @@ KNOWN: dict[tuple[str, str], Resource] = {
         _r("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
         _r("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", False),
         _r("storage.k8s.io/v1", "StorageClass", "storageclasses", False),
+        _r("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy", "adminnetworkpolicies", False),
         _r("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
         _r("batch/v1", "Job", "jobs"),
     )

@@ -64,8 +64,25 @@ PAUSED = "loft.sh/paused"  # what ``vcluster pause`` writes, so its CLI agrees w
 PAUSED_REPLICAS = "loft.sh/paused-replicas"
 PAUSED_DATE = "loft.sh/paused-date"
 
-PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-                  "100.64.0.0/10", "127.0.0.0/8")  # fmt: skip
+# Addresses a learner's pod must never reach (the host's networks, nodes, cloud metadata,
+# other tenants): RFC 1918, CGNAT (100.64/10, GKE/EKS pod ranges), loopback, link-local,
+# "this network" and, for IPv6, unique-local, link-local, loopback, IPv4-mapped and NAT64
+# (both carry IPv4 private addresses inside).
+PRIVATE_RANGES_V4 = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+                     "172.16.0.0/12", "192.168.0.0/16")  # fmt: skip
+PRIVATE_RANGES_V6 = ("::1/128", "::ffff:0:0/96", "64:ff9b::/96", "fc00::/7", "fe80::/10")
+PRIVATE_RANGES = PRIVATE_RANGES_V4 + PRIVATE_RANGES_V6
+# Public resolvers vcluster's CoreDNS forwards to, instead of the node's resolvers (which sit
+# in private ranges on GKE, EKS and most on-prem hosts, and which the isolation blocks).
+DNS_UPSTREAMS = ("1.1.1.1", "8.8.8.8")
+# Tolerations a synced pod may carry: the ones Kubernetes' DefaultTolerationSeconds admission
+# adds to every pod (in the virtual cluster, then copied to the host).
+ALLOWED_TOLERATION_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+# AdminNetworkPolicy (sigs.k8s.io/network-policy-api): the host feature tenant isolation needs.
+ANP_API = "policy.networking.k8s.io/v1alpha1"
+ANP_SANDBOX_PRIORITY = 30  # per sandbox: Pass own namespace to the learner's NetworkPolicies
+ANP_CONTROL_PLANE_PRIORITY = 40  # control planes: Pass the bot, ingress and the host API
+ANP_ISOLATION_PRIORITY = 50  # every sandbox: Deny other namespaces, nodes, private ranges
 
 Exposure = Literal["LoadBalancer", "NodePort", "Ingress"]
 
@@ -84,6 +101,15 @@ class Sizing:
     pvcs: int = 5
     requests_storage: str = "6Gi"
     control_plane_storage: str = "2Gi"
+    # Node ports: Kubernetes charges a LoadBalancer Service one per port (unless
+    # allocateLoadBalancerNodePorts is false) and a NodePort Service one per port.
+    learner_node_ports: int = 4
+    # Ephemeral storage (container writable layers, emptyDir, logs): one pod can't fill a node.
+    requests_ephemeral_storage: str = "4Gi"
+    limits_ephemeral_storage: str = "24Gi"
+    default_request_ephemeral_storage: str = "64Mi"
+    default_limit_ephemeral_storage: str = "512Mi"
+    max_container_ephemeral_storage: str = "2Gi"
     default_request_cpu: str = "50m"
     default_request_memory: str = "64Mi"
     default_limit_cpu: str = "250m"
@@ -103,6 +129,8 @@ class HostSettings:
     ingress_namespace: str = "ingress-nginx"  # where the ingress controller runs
     bot_namespace: str = "kepler-system"  # where the bot runs when in-cluster
     storage_class: str = ""  # for the control plane's PVC; "" = host default
+    dns_upstreams: tuple[str, ...] = DNS_UPSTREAMS
+    in_cluster: bool = True  # the bot dials kepler.<ns>.svc from bot_namespace
     sizing: Sizing = field(default_factory=Sizing)
 
 
@@ -124,6 +152,11 @@ class SandboxSpec:
 
 
 # --- requirements --------------------------------------------------------------------------
+
+
+def render_namespace(learner_id: str) -> str:
+    """A stable namespace name for ``kepler sandbox render`` (provisioning picks a random one)."""
+    return NAMESPACE_PREFIX + hashlib.sha256(learner_id.encode()).hexdigest()[:10]
 
 
 def course_requirements(chapters: Iterable[Any]) -> frozenset[str]:
@@ -181,16 +214,61 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Obj:
 # --- vcluster values -----------------------------------------------------------------------
 
 
+def service_sans(namespace: str) -> list[str]:
+    """The in-cluster names of the control plane Service. vcluster (pkg/server/cert/cert.go)
+    adds ``kepler`` and ``kepler.<ns>`` itself, not the ``.svc`` forms the bot dials."""
+    return [f"{RELEASE}.{namespace}.svc", f"{RELEASE}.{namespace}.svc.cluster.local"]
+
+
+def extra_sans(spec: SandboxSpec) -> list[str]:
+    """``controlPlane.proxy.extraSANs``: every address the bot or a learner dials that vcluster
+    would not add on its own (it adds the ingress host, the LB status and the pod's node IP)."""
+    host = spec.host
+    sans = service_sans(spec.namespace)
+    if host.exposure == "NodePort" and host.node_address:
+        sans.append(host.node_address)
+    elif host.exposure != "NodePort" and host.host_template:
+        sans.append(spec.hostname)  # Ingress always; LoadBalancer when a DNS name points at it
+    return sans
+
+
+def corefile(upstreams: Iterable[str]) -> str:
+    """vcluster's default Corefile (pkg/coredns/template.go, k8s distro, not embedded, byHostname
+    kubelets) with one change: forward to public resolvers, not the node's /etc/resolv.conf."""
+    return "\n".join([
+        ".:1053 {",
+        "    errors",
+        "    health",
+        "    ready",
+        r"    rewrite name regex .*\.nodes\.vcluster\.com kubernetes.default.svc.cluster.local",
+        "    kubernetes cluster.local in-addr.arpa ip6.arpa {",
+        "        pods insecure",
+        "        fallthrough in-addr.arpa ip6.arpa",
+        "    }",
+        "    hosts /etc/coredns/NodeHosts {",
+        "        ttl 60",
+        "        reload 15s",
+        "        fallthrough",
+        "    }",
+        "    prometheus :9153",
+        f"    forward . {' '.join(upstreams)} {{",
+        "        policy sequential",
+        "    }",
+        "    cache 30",
+        "    loop",
+        "    loadbalance",
+        "}",
+        "",
+        "import /etc/coredns/custom/*.server",
+    ])  # fmt: skip
+
+
 def vcluster_values(spec: SandboxSpec) -> Obj:
     """Our values on top of the chart's defaults; chapter requirements become vcluster config."""
     req = spec.requirements
     host = spec.host
     server = external_server(spec)
-    sans: list[str] = []
-    if host.exposure == "NodePort":
-        sans = [host.node_address] if host.node_address else []
-    elif host.host_template:  # Ingress always; LoadBalancer when a DNS name points at it
-        sans = [spec.hostname]
+    sans = extra_sans(spec)
     values: Obj = {
         "controlPlane": {
             "distro": {"k8s": {"enabled": True}},
@@ -211,11 +289,15 @@ def vcluster_values(spec: SandboxSpec) -> Obj:
             "ingress": {"enabled": host.exposure == "Ingress", "host": spec.hostname,
                         "spec": {"ingressClassName": host.ingress_class}},
             "proxy": {"extraSANs": sans},
+            "coredns": {"overwriteConfig": corefile(host.dns_upstreams)},
             "advanced": {"serviceAccount": {"enabled": True}},
         },
         "rbac": {"role": {"enabled": False}, "clusterRole": {"enabled": False}},
         "sync": {
-            "toHost": {"networkPolicies": {"enabled": "network-policy-sync" in req}},
+            "toHost": {"networkPolicies": {"enabled": "network-policy-sync" in req},
+                       # endpoints sync stays on (the chart default); the syncer role has the verbs
+                       "endpoints": {"enabled": True},
+                       "pods": {"enforceTolerations": []}},
             "fromHost": {"storageClasses": {"enabled": "storage-class" in req}},
         },
         "integrations": {"metricsServer": {"enabled": "metrics-server" in req,
@@ -293,14 +375,19 @@ def guard_rails(spec: SandboxSpec) -> list[Obj]:
     """ResourceQuota, LimitRange and the NetworkPolicies that isolate the namespace."""
     ns, s = spec.namespace, spec.host.sizing
     own = {MANAGED_BY: MANAGER}
-    lbs = (s.load_balancers if "load-balancer" in spec.requirements else 0) + (
+    learner_lbs = "load-balancer" in spec.requirements
+    lbs = (s.load_balancers if learner_lbs else 0) + (
         1 if spec.host.exposure == "LoadBalancer" else 0)
+    node_ports = (s.learner_node_ports if learner_lbs else 0) + (
+        len(control_plane_ports(spec)) if spec.host.exposure != "Ingress" else 0)
     hard = {
         "requests.cpu": s.requests_cpu, "requests.memory": s.requests_memory,
         "limits.cpu": s.limits_cpu, "limits.memory": s.limits_memory,
+        "requests.ephemeral-storage": s.requests_ephemeral_storage,
+        "limits.ephemeral-storage": s.limits_ephemeral_storage,
         "pods": str(s.pods), "services": str(s.services),
         "services.loadbalancers": str(lbs),
-        "services.nodeports": "1" if spec.host.exposure == "NodePort" else "0",
+        "services.nodeports": str(node_ports),
         "persistentvolumeclaims": str(s.pvcs if "storage-class" in spec.requirements else 1),
         "requests.storage": s.requests_storage if "storage-class" in spec.requirements
         else s.control_plane_storage,
@@ -310,59 +397,48 @@ def guard_rails(spec: SandboxSpec) -> list[Obj]:
     limits = {"apiVersion": "v1", "kind": "LimitRange", "metadata": _meta("kepler-limits", ns, own),
               "spec": {"limits": [{
                   "type": "Container",
-                  "default": {"cpu": s.default_limit_cpu, "memory": s.default_limit_memory},
+                  "default": {"cpu": s.default_limit_cpu, "memory": s.default_limit_memory,
+                              "ephemeral-storage": s.default_limit_ephemeral_storage},
                   "defaultRequest": {"cpu": s.default_request_cpu,
-                                     "memory": s.default_request_memory},
-                  "max": {"cpu": s.max_container_cpu, "memory": s.max_container_memory},
+                                     "memory": s.default_request_memory,
+                                     "ephemeral-storage": s.default_request_ephemeral_storage},
+                  "max": {"cpu": s.max_container_cpu, "memory": s.max_container_memory,
+                          "ephemeral-storage": s.max_container_ephemeral_storage},
               }]}}  # fmt: skip
     return [quota, limits, *network_policies(spec)]
 
 
 def network_policies(spec: SandboxSpec) -> list[Obj]:
-    """Default deny; same-namespace traffic, DNS and the public internet; the API's way in.
+    """The host NetworkPolicy of the sandbox namespace: it selects the control plane only.
 
-    NetworkPolicies only ever add allowed traffic, so the isolation holds only while no other
-    policy in the namespace allows more. Policies the vcluster syncs from learners are kept in
-    bounds by the host admission policy in deploy/host-admission.yaml (see docs/sandbox.md).
+    NetworkPolicies are allow-lists whose union applies, so any host policy that selected the
+    learner's pods and allowed traffic among them would outvote the learner's own policies
+    (chapter 4's "this should now time out" would still answer). Learner pods are therefore
+    selected by no host NetworkPolicy: the policies vcluster syncs from the learner decide
+    their traffic, as on a cluster of their own. Isolation from other tenants, nodes and
+    private ranges is AdminNetworkPolicy's job (:func:`sandbox_admin_policy`,
+    :func:`cluster_admin_policies`), which NetworkPolicies cannot widen.
     """
     ns = spec.namespace
     own = {MANAGED_BY: MANAGER}
-    dns_ports = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
-    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": _meta("kepler-default-deny", ns, own),
-            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
-    workloads = {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-        "metadata": _meta("kepler-sandbox", ns, own),
-        "spec": {
-            "podSelector": {},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": [{"podSelector": {}}]}],
-            "egress": [
-                {"to": [{"podSelector": {}}]},
-                {"to": [{"namespaceSelector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": "kube-system"}},
-                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                 "ports": dns_ports},
-                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}]},
-            ],
-        },
-    }  # fmt: skip
     api_from: list[Obj] = [
-        {"namespaceSelector": {"matchLabels": {
-            "kubernetes.io/metadata.name": spec.host.bot_namespace}}},
-    ]  # fmt: skip
+        {"podSelector": {}},  # the sandbox's own pods: CoreDNS, in-cluster kubectl, HPA readers
+    ]
+    if spec.host.in_cluster:
+        api_from.append({"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": spec.host.bot_namespace}}})
     if spec.host.exposure == "Ingress":
         api_from.append({"namespaceSelector": {"matchLabels": {
             "kubernetes.io/metadata.name": spec.host.ingress_namespace}}})
     else:  # LoadBalancer / NodePort: clients arrive from anywhere (or via node IPs)
         api_from.append({"ipBlock": {"cidr": "0.0.0.0/0"}})
+        api_from.append({"ipBlock": {"cidr": "::/0"}})
     control_plane = {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": _meta("kepler-control-plane", ns, own),
         "spec": {
             # Learner pods can't carry these labels on the host: the syncer rewrites "release".
-            "podSelector": {"matchLabels": {"app": "vcluster", "release": RELEASE}},
+            "podSelector": {"matchLabels": CONTROL_PLANE_LABELS},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": api_from, "ports": [{"protocol": "TCP", "port": 8443}]}],
             # The host API server (often on a private address) for syncing and metrics.
@@ -370,7 +446,99 @@ def network_policies(spec: SandboxSpec) -> list[Obj]:
                                   {"protocol": "TCP", "port": 6443}]}],
         },
     }  # fmt: skip
-    return [deny, workloads, control_plane]
+    return [control_plane]
+
+
+CONTROL_PLANE_LABELS = {"app": "vcluster", "release": RELEASE}
+
+
+def _ns_selector(name: str) -> Obj:
+    return {"matchLabels": {"kubernetes.io/metadata.name": name}}
+
+
+def admin_policy_name(namespace: str) -> str:
+    return namespace  # already "kepler-<hex>", unique and cluster-scoped like the namespace
+
+
+def sandbox_admin_policy(spec: SandboxSpec) -> Obj:
+    """Per sandbox: traffic among the sandbox's own pods is Passed to NetworkPolicy (the
+    learner's), ahead of :func:`cluster_admin_policies`' Deny of every other namespace."""
+    own = _ns_selector(spec.namespace)
+    return {
+        "apiVersion": ANP_API, "kind": "AdminNetworkPolicy",
+        "metadata": _meta(admin_policy_name(spec.namespace), None,
+                          {MANAGED_BY: MANAGER, L_SANDBOX: spec.namespace}),
+        "spec": {
+            "priority": ANP_SANDBOX_PRIORITY,
+            "subject": {"namespaces": own},
+            "ingress": [{"name": "own-pods-decide", "action": "Pass",
+                         "from": [{"namespaces": own}]}],
+            "egress": [{"name": "own-pods-decide", "action": "Pass",
+                        "to": [{"namespaces": own}]}],
+        },
+    }  # fmt: skip
+
+
+def cluster_admin_policies(settings: HostSettings | None = None) -> list[Obj]:
+    """Tenant isolation for every sandbox namespace, applied once per host (deploy/).
+
+    * control planes (priority 40): the bot's and the ingress controller's namespaces may
+      connect, and the control plane may reach the host API (443/6443, on any address) —
+      Passed to the ``kepler-control-plane`` NetworkPolicy, which narrows to port 8443;
+    * every sandbox pod (priority 50): Deny from and to every other namespace (pods) and to
+      :data:`PRIVATE_RANGES` (nodes, cloud metadata, the host's networks). Only the standard
+      channel of network-policy-api v0.1.x is used (no ``nodes`` peers). Traffic from outside the cluster (a learner's
+      LoadBalancer, node ports) is not pod traffic and is left to NetworkPolicy.
+    """
+    host = settings or HostSettings()
+    lab = {MANAGED_BY: MANAGER}
+    sandboxes = {"matchLabels": {L_SANDBOX: "true"}}
+    control_planes = {"pods": {"namespaceSelector": sandboxes,
+                               "podSelector": {"matchLabels": CONTROL_PLANE_LABELS}}}
+    callers = [{"namespaces": _ns_selector(host.bot_namespace)}] if host.in_cluster else []
+    if host.exposure == "Ingress":
+        callers.append({"namespaces": _ns_selector(host.ingress_namespace)})
+    api_ports = [{"portNumber": {"protocol": "TCP", "port": 443}},
+                 {"portNumber": {"protocol": "TCP", "port": 6443}}]
+    return [
+        {"apiVersion": ANP_API, "kind": "AdminNetworkPolicy",
+         "metadata": {"name": "kepler-control-planes", "labels": lab},
+         "spec": {
+             "priority": ANP_CONTROL_PLANE_PRIORITY,
+             "subject": control_planes,
+             "ingress": [{"name": "bot-and-ingress", "action": "Pass", "from": callers,
+                          "ports": [{"portNumber": {"protocol": "TCP", "port": 8443}}]}]
+             if callers else [],
+             "egress": [{"name": "host-api", "action": "Pass", "ports": api_ports,
+                         "to": [{"networks": ["0.0.0.0/0", "::/0"]}]}],
+         }},
+        {"apiVersion": ANP_API, "kind": "AdminNetworkPolicy",
+         "metadata": {"name": "kepler-sandbox-isolation", "labels": lab},
+         "spec": {
+             "priority": ANP_ISOLATION_PRIORITY,
+             "subject": {"namespaces": sandboxes},
+             "ingress": [{"name": "other-namespaces", "action": "Deny",
+                          "from": [{"namespaces": {}}]}],
+             "egress": [
+                 {"name": "other-namespaces", "action": "Deny", "to": [{"namespaces": {}}]},
+                 {"name": "private-ranges", "action": "Deny",
+                  "to": [{"networks": list(PRIVATE_RANGES)}]},
+             ],
+         }},
+    ]  # fmt: skip
+
+
+def control_plane_ports(spec: SandboxSpec, values: Mapping[str, Any] | None = None) -> list[Obj]:
+    """The Service ports as chart/templates/service.yaml renders them: https, and ``kubelet``
+    (10250 → 8443) when ``proxyKubelets.byHostname`` is on and the type is not LoadBalancer."""
+    svc_type = "ClusterIP" if spec.host.exposure == "Ingress" else spec.host.exposure
+    by_hostname = True
+    if values is not None:
+        by_hostname = bool(values["networking"]["advanced"]["proxyKubelets"]["byHostname"])
+    ports: list[Obj] = [{"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}]
+    if by_hostname and svc_type != "LoadBalancer":
+        ports.append({"name": "kubelet", "port": 10250, "targetPort": 8443, "protocol": "TCP"})
+    return ports
 
 
 def vcluster_objects(spec: SandboxSpec) -> list[Obj]:
@@ -402,11 +570,10 @@ def vcluster_objects(spec: SandboxSpec) -> list[Obj]:
         "data": {"config.yaml": base64.b64encode(config_yaml.encode()).decode()},
     })  # fmt: skip
     svc_type = values["controlPlane"]["service"]["spec"].get("type", "ClusterIP")
-    port: Obj = {"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}
     out.append({
         "apiVersion": "v1", "kind": "Service",
         "metadata": _meta(RELEASE, ns, _labels({"vcluster.loft.sh/service": "true"})),
-        "spec": {"type": svc_type, "ports": [port],
+        "spec": {"type": svc_type, "ports": control_plane_ports(spec, values),
                  "selector": {"app": "vcluster", "release": RELEASE}},
     })  # fmt: skip
     out.append({
@@ -535,7 +702,8 @@ def statefulset(spec: SandboxSpec, values: Mapping[str, Any], config_hash: str) 
 
 def render(spec: SandboxSpec) -> list[Obj]:
     """Every host object of the sandbox, in apply order (the namespace first)."""
-    return [namespace_object(spec), *guard_rails(spec), *vcluster_objects(spec)]
+    return [namespace_object(spec), sandbox_admin_policy(spec), *guard_rails(spec),
+            *vcluster_objects(spec)]
 
 
 # --- the bot's host RBAC (deploy/host-rbac.yaml is generated from this) ----------------------
@@ -556,6 +724,9 @@ def syncer_cluster_roles() -> list[Obj]:
          "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["endpoints", "events", "pods/log"],
          "verbs": ["get", "list", "watch"]},
+        # the chart adds this when sync.toHost.endpoints is on (its default, and ours)
+        {"apiGroups": [""], "resources": ["endpoints"],
+         "verbs": ["create", "delete", "patch", "update"]},
         {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["get", "list"]},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": _CRUD},
     ]  # fmt: skip
@@ -591,6 +762,8 @@ def bot_cluster_role() -> Obj:
          "verbs": w},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
          "verbs": ["bind"], "resourceNames": [SYNCER_ROLE, SYNCER_CLUSTER_ROLE]},
+        {"apiGroups": ["policy.networking.k8s.io"], "resources": ["adminnetworkpolicies"],
+         "verbs": w},
     ]  # fmt: skip
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "kepler-station-sandboxes", "labels": {MANAGED_BY: MANAGER}},
@@ -620,27 +793,32 @@ def host_rbac(bot_namespace: str = "kepler-system", bot_sa: str = "kepler-statio
 def widening_rules(policy: Mapping[str, Any]) -> list[str]:
     """Why a (host, synced) NetworkPolicy would let pods reach past the sandbox; [] if it can't.
 
-    The Python twin of deploy/host-admission.yaml's CEL, used in tests and by operators:
-    an egress rule with no ``to`` (any destination) unless it only opens port 53, or an
-    ``ipBlock`` that overlaps a private range and does not except it.
+    The Python twin of deploy/host-admission.yaml's CEL (both are tested against the same
+    cases): every egress rule names its destinations (``to``; DNS included), and no
+    ``ipBlock`` overlaps a private range (:data:`PRIVATE_RANGES`, IPv4 and IPv6) unless it
+    lists that whole range under ``except``.
     """
     import ipaddress
 
-    private = [ipaddress.ip_network(c) for c in PRIVATE_RANGES[:4]]
+    private = [ipaddress.ip_network(c) for c in PRIVATE_RANGES]
     problems = []
     for i, rule in enumerate((policy.get("spec") or {}).get("egress") or []):
         peers = rule.get("to") or []
-        ports = rule.get("ports") or []
-        if not peers and not (ports and all(p.get("port") == 53 for p in ports)):
+        if not peers:
             problems.append(f"egress[{i}] allows every destination")
         for peer in peers:
             block = peer.get("ipBlock")
             if not block:
                 continue
-            net = ipaddress.ip_network(block["cidr"], strict=False)
-            excepted = [ipaddress.ip_network(e, strict=False) for e in block.get("except") or []]
+            try:
+                net = ipaddress.ip_network(block["cidr"], strict=False)
+                excepted = [ipaddress.ip_network(e, strict=False)
+                            for e in block.get("except") or []]  # fmt: skip
+            except ValueError:
+                problems.append(f"egress[{i}] ipBlock is not a CIDR")
+                continue
             for p in private:
-                if net.version != p.version or not (net.overlaps(p)):
+                if net.version != p.version or not net.overlaps(p):
                     continue
                 if not any(p.subnet_of(e) for e in excepted if e.version == p.version):  # type: ignore[arg-type]
                     problems.append(f"egress[{i}] ipBlock {block['cidr']} reaches {p}")

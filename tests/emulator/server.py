@@ -97,6 +97,7 @@ KINDS: tuple[KindInfo, ...] = (
     _k("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", True),
     _k("StorageClass", "storage.k8s.io/v1", "storageclasses", False, "sc"),
     _k("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", True, "netpol"),
+    _k("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", "adminnetworkpolicies", False, "anp"),
     _k("Ingress", "networking.k8s.io/v1", "ingresses", True, "ing"),
     _k("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", True, "hpa"),
     _k("Role", "rbac.authorization.k8s.io/v1", "roles", True),

@@ -21,46 +21,14 @@ from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.backends.vcluster import VClusterBackend
 from sandbox.provision import HostSettings
 from tests.emulator.server import KubeEmulator
+from tests.sandbox_lifecycle.chart_values import PINNED_VALUES
 
 ALL_REQUIREMENTS = frozenset({"storage-class", "network-policy-sync", "metrics-server",
                               "load-balancer"})  # fmt: skip
 FAST = Retry(attempts=4, base=0.001, cap=0.005)
 
-# A small stand-in for the chart's defaults: only the keys the renderer reads, with our own
-# plausible values (the real file is the pinned chart's values.yaml, never vendored).
-CHART_DEFAULTS = {
-    "controlPlane": {
-        "distro": {"k8s": {"enabled": False,
-                           "image": {"registry": "ghcr.io", "repository": "loft-sh/kubernetes",
-                                     "tag": "v1.33.4"},
-                           "securityContext": {}, "resources": {"requests": {"cpu": "40m"}}},
-                   "k3s": {"enabled": False}},
-        "backingStore": {"database": {"embedded": {"enabled": False}}},
-        "statefulSet": {
-            "image": {"registry": "ghcr.io", "repository": "loft-sh/vcluster-pro", "tag": ""},
-            "resources": {"requests": {"cpu": "300m"}},
-            "persistence": {"volumeClaim": {"enabled": "auto", "retentionPolicy": "Retain",
-                                            "size": "5Gi", "storageClass": "",
-                                            "accessModes": ["ReadWriteOnce"]},
-                            "binariesVolume": [{"name": "binaries", "emptyDir": {}}]},
-            "scheduling": {"podManagementPolicy": "Parallel"},
-            "highAvailability": {"replicas": 1},
-            "security": {"containerSecurityContext": {"allowPrivilegeEscalation": False}},
-            "enableServiceLinks": True,
-            "probes": {p: {"enabled": True, "failureThreshold": 3, "initialDelaySeconds": 1,
-                           "timeoutSeconds": 3, "periodSeconds": 2}
-                       for p in ("livenessProbe", "readinessProbe", "startupProbe")},
-        },
-        "service": {"enabled": True, "spec": {"type": "ClusterIP"}},
-        "ingress": {"enabled": False, "host": "", "pathType": "ImplementationSpecific",
-                    "annotations": {"nginx.ingress.kubernetes.io/ssl-passthrough": "true"}},
-        "proxy": {"extraSANs": []},
-    },
-    "sync": {"toHost": {"pods": {"enabled": True}, "networkPolicies": {"enabled": False}},
-             "fromHost": {"storageClasses": {"enabled": "auto"}}},
-    "integrations": {"metricsServer": {"enabled": False}},
-    "telemetry": {"enabled": True},
-}  # fmt: skip
+# The pinned chart's values at the paths the renderer reads (see chart_values.py).
+CHART_DEFAULTS = PINNED_VALUES
 
 
 class FakeVCluster:

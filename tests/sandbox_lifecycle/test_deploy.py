@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sandbox.provision import bot_cluster_role, host_rbac
+from sandbox.provision import ANP_API, bot_cluster_role, host_rbac
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -44,4 +44,40 @@ def test_rendered_sandbox_objects_validate(exposure: str) -> None:
                        HostSettings(exposure=exposure, node_address="203.0.113.7"),  # type: ignore[arg-type]
                        CHART_DEFAULTS, "ada", "abc")  # fmt: skip
     for obj in render(spec):
+        if obj["apiVersion"] == ANP_API:  # a CRD: no schema in kubernetes-validate
+            assert_admin_network_policy(obj)
+            continue
         kv.validate(obj, "1.31", strict=True)
+
+
+# The v1alpha1 (standard channel, network-policy-api v0.1.x) fields of AdminNetworkPolicy.
+_ANP_RULE = {"name", "action", "from", "to", "ports"}
+_ANP_PEER = {"namespaces", "pods", "networks"}
+
+
+def assert_admin_network_policy(obj: dict) -> None:
+    spec = obj["spec"]
+    assert set(spec) <= {"priority", "subject", "ingress", "egress"}
+    assert 0 <= spec["priority"] <= 1000
+    assert len(spec["subject"]) == 1 and set(spec["subject"]) <= {"namespaces", "pods"}
+    for direction, peers_key, actions in (("ingress", "from", {"Allow", "Deny", "Pass"}),
+                                          ("egress", "to", {"Allow", "Deny", "Pass"})):
+        rules = spec.get(direction) or []
+        assert len(rules) <= 100
+        for rule in rules:
+            assert set(rule) <= _ANP_RULE and rule["action"] in actions
+            assert len(rule["name"]) <= 100
+            for peer in rule[peers_key]:
+                assert len(peer) == 1 and set(peer) <= _ANP_PEER
+                if direction == "ingress":
+                    assert "networks" not in peer  # egress-only in v1alpha1
+                assert len(peer.get("networks", [])) <= 25
+
+
+def test_host_network_policy_file_matches_the_code() -> None:
+    from sandbox.provision import cluster_admin_policies
+
+    docs = list(yaml.safe_load_all((DEPLOY / "host-network-policy.yaml").read_text()))
+    assert docs == cluster_admin_policies()
+    for doc in docs:
+        assert_admin_network_policy(doc)

@@ -56,20 +56,21 @@ async def test_provision_sends_the_expected_host_objects(emu, fake, vbackend) ->
     hard = _only(host, "ResourceQuota", name)["spec"]["hard"]
     assert hard["services.loadbalancers"] == "2"  # load-balancer requirement (ch. 6)
     assert hard["requests.storage"] == "6Gi" and hard["persistentvolumeclaims"] == "5"
-    assert hard["services.nodeports"] == "0"
+    assert hard["services.nodeports"] == "4"  # the learner's LoadBalancers' node ports
+    assert hard["limits.ephemeral-storage"] and hard["requests.ephemeral-storage"]
     limits = _only(host, "LimitRange", name)["spec"]["limits"][0]
-    assert limits["defaultRequest"] == {"cpu": "50m", "memory": "64Mi"}
+    assert limits["defaultRequest"] == {"cpu": "50m", "memory": "64Mi",
+                                        "ephemeral-storage": "64Mi"}
+    assert limits["max"]["ephemeral-storage"] == "2Gi"
 
+    # Only the control plane is selected by a host NetworkPolicy; the learner's pods are left
+    # to their own policies, and tenant isolation is an AdminNetworkPolicy per sandbox.
     policies = {p["metadata"]["name"]: p["spec"] for p in host.list("NetworkPolicy", name)}
-    assert policies["kepler-default-deny"] == {"podSelector": {},
-                                               "policyTypes": ["Ingress", "Egress"]}
-    sandbox = policies["kepler-sandbox"]
-    assert sandbox["ingress"] == [{"from": [{"podSelector": {}}]}]
-    internet = sandbox["egress"][-1]["to"][0]["ipBlock"]
-    assert internet["cidr"] == "0.0.0.0/0"
-    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
-        internet["except"])
-    assert sandbox["egress"][1]["ports"][0]["port"] == 53
+    assert set(policies) == {"kepler-control-plane"}
+    anp = host.get("AdminNetworkPolicy", name)
+    assert anp["spec"]["subject"] == {"namespaces": {"matchLabels": {
+        "kubernetes.io/metadata.name": name}}}
+    assert [r["action"] for r in anp["spec"]["ingress"] + anp["spec"]["egress"]] == ["Pass"] * 2
     cp = policies["kepler-control-plane"]
     assert cp["podSelector"]["matchLabels"] == {"app": "vcluster", "release": "kepler"}
     assert cp["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8443}]
@@ -89,7 +90,8 @@ async def test_provision_sends_the_expected_host_objects(emu, fake, vbackend) ->
     assert values["sync"]["toHost"]["pods"]["enabled"] is True  # chart default kept
     assert values["sync"]["fromHost"]["storageClasses"]["enabled"] is True
     assert values["integrations"]["metricsServer"]["enabled"] is True
-    assert values["controlPlane"]["proxy"]["extraSANs"] == [f"{name}.sandbox.test"]
+    assert values["controlPlane"]["proxy"]["extraSANs"] == [
+        f"kepler.{name}.svc", f"kepler.{name}.svc.cluster.local", f"{name}.sandbox.test"]
     assert values["controlPlane"]["distro"]["k8s"]["enabled"] is True
     assert values["exportKubeConfig"]["server"] == f"https://{name}.sandbox.test"
     assert values["telemetry"]["enabled"] is False
@@ -134,8 +136,11 @@ def test_exposure_modes(exposure: str) -> None:
     quota = next(o for o in objs if o["kind"] == "ResourceQuota")["spec"]["hard"]
     if exposure == "LoadBalancer":
         assert quota["services.loadbalancers"] == "3"  # 2 for the learner + the API's own
+        assert quota["services.nodeports"] == "5"  # 4 for the learner + the API's https port
+        assert [p["name"] for p in svc["spec"]["ports"]] == ["https"]
     else:
-        assert quota["services.nodeports"] == "1"
+        assert quota["services.nodeports"] == "6"  # 4 + the API's https and kubelet ports
+        assert [p["name"] for p in svc["spec"]["ports"]] == ["https", "kubelet"]
     cp = next(o for o in objs if o["metadata"]["name"] == "kepler-control-plane")
     assert {"ipBlock": {"cidr": "0.0.0.0/0"}} in cp["spec"]["ingress"][0]["from"]
 
@@ -172,7 +177,7 @@ def test_deep_merge_is_helm_like() -> None:
 
 @pytest.mark.parametrize(("egress", "widens"), [
     ([{"to": [{"podSelector": {}}]}], False),
-    ([{"ports": [{"port": 53, "protocol": "UDP"}]}], False),
+    ([{"ports": [{"port": 53, "protocol": "UDP"}]}], True),  # DNS must name its servers
     ([{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_RANGES)}}]}], False),
     ([{"to": [{"ipBlock": {"cidr": "8.8.8.8/32"}}]}], False),
     ([{}], True),
