@@ -6,9 +6,19 @@ StatefulSet to be ready, for vcluster to write its kubeconfig Secret ``vc-kepler
 virtual API server to answer. Everything is found again by labels, so a restarted bot (or
 :meth:`SandboxManager.reconcile`) adopts what exists.
 
-Pause is what ``vcluster pause`` does: annotate the StatefulSet with ``loft.sh/paused`` and
-the replica count, scale it to 0, delete the learner's synced pods (the virtual cluster keeps
-their definitions; the syncer recreates them on resume).
+Before provisioning, the host is checked for AdminNetworkPolicy (tenant isolation needs it:
+see :func:`sandbox.provision.cluster_admin_policies`); without it provisioning fails with
+what to install.
+
+Pause keeps the learner's work. The virtual cluster's store (on the control plane's PVC)
+keeps every object, but on resume vcluster's syncer deletes the bare Pods whose host pods
+are gone (chapters 2–4's standalone pods). So pause first saves the learner's bare Pods,
+read from the virtual API while it still answers, in the host Secret ``kepler-paused-pods``;
+then does what ``vcluster pause`` does (``loft.sh/paused`` annotations, scale to 0); then
+**waits until the control plane is at zero** (a live syncer would recreate what we delete)
+and only then deletes the synced pods. Resume scales back up, waits for the API, and
+re-creates every saved Pod the syncer removed (deleting a stale copy first), then reports
+what it restored, or exactly what it could not.
 
 The kubeconfig is read from the host Secret when needed, kept in memory only (a few minutes),
 and never logged. The learner's copy points at the external address; the bot's own client
@@ -22,6 +32,7 @@ import asyncio
 import base64
 import builtins
 import copy
+import json
 import logging
 import secrets
 import time
@@ -47,6 +58,7 @@ from sandbox.backends.base import (
 from sandbox.provision import (
     A_CLAIMED,
     A_LEARNER,
+    ANP_API,
     L_LEARNER,
     L_SANDBOX,
     L_SPARE,
@@ -59,6 +71,7 @@ from sandbox.provision import (
     RELEASE,
     HostSettings,
     SandboxSpec,
+    admin_policy_name,
     cluster_binding_name,
     external_server,
     render,
@@ -70,7 +83,41 @@ Access = Literal["service", "external", "secret"]
 NS_SELECTOR = f"{MANAGED_BY}={MANAGER},{L_SANDBOX}=true"
 STS_SELECTOR = f"app=vcluster,release={RELEASE},{MANAGED_BY}={MANAGER}"
 KUBECONFIG_SECRET = f"vc-{RELEASE}"
+PAUSED_PODS_SECRET = "kepler-paused-pods"
+CONTROL_PLANE_SELECTOR = f"app=vcluster,release={RELEASE}"
+SYNCED_SELECTOR = f"vcluster.loft.sh/managed-by={RELEASE}"
 CACHE_SECONDS = 300.0
+MAX_SAVED_BYTES = 900_000  # a Secret holds at most 1 MiB
+
+
+class HostMissingFeature(SandboxError):
+    """The host cluster lacks something sandboxes need (said in the message)."""
+
+
+def restorable(pod: Obj) -> Obj:
+    """A saved bare Pod as the learner would re-create it: no status, no node, no server-set
+    identity, no injected service-account token volume (admission adds a fresh one)."""
+    meta = pod.get("metadata") or {}
+    spec = copy.deepcopy(pod.get("spec") or {})
+    token_volumes = {v.get("name") for v in spec.get("volumes") or []
+                     if str(v.get("name", "")).startswith("kube-api-access-")}  # fmt: skip
+    spec["volumes"] = [v for v in spec.get("volumes") or [] if v.get("name") not in token_volumes]
+    if not spec["volumes"]:
+        spec.pop("volumes")
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            mounts = [m for m in c.get("volumeMounts") or [] if m.get("name") not in token_volumes]
+            if mounts:
+                c["volumeMounts"] = mounts
+            else:
+                c.pop("volumeMounts", None)
+    for key in ("nodeName", "serviceAccount"):
+        spec.pop(key, None)
+    out_meta: Obj = {"name": meta["name"], "namespace": meta.get("namespace", "default")}
+    for key in ("labels", "annotations"):
+        if meta.get(key):
+            out_meta[key] = dict(meta[key])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": out_meta, "spec": spec}
 
 
 def _ts(value: str | None) -> float:
@@ -111,6 +158,25 @@ class VClusterBackend(SandboxBackend):
         self.timeout = timeout
         self.clock = clock
         self._kubeconfigs: dict[str, tuple[float, Obj]] = {}  # namespace -> (read at, config)
+        self._host_checked = False
+
+    # --- the host ----------------------------------------------------------------------------
+
+    def check_host(self) -> None:
+        """Refuse to provision where tenant isolation can't hold: AdminNetworkPolicy must be
+        served (its CRD installed; a CNI enforcing it is the operator's part, docs/sandbox.md)."""
+        if self._host_checked:
+            return
+        try:
+            found = self.kube.call("discover AdminNetworkPolicy", "GET", f"/apis/{ANP_API}")
+        except SandboxNotFound:
+            found = {}
+        if not any(r.get("name") == "adminnetworkpolicies" for r in found.get("resources", [])):
+            raise HostMissingFeature(
+                f"the host cluster does not serve AdminNetworkPolicy ({ANP_API}): install the "
+                "network-policy-api CRDs and a CNI that enforces them, then apply "
+                "deploy/host-network-policy.yaml (see docs/sandbox.md)")
+        self._host_checked = True
 
     # --- finding ---------------------------------------------------------------------------
 
@@ -154,6 +220,7 @@ class VClusterBackend(SandboxBackend):
                          namespace: str | None = None) -> AsyncIterator[ProgressEvent]:
         who = learner_id or ""
         try:
+            await asyncio.to_thread(self.check_host)
             if namespace is None and learner_id is not None:
                 namespace = await asyncio.to_thread(self._namespace_of, learner_id)
             sts = await asyncio.to_thread(self._sts, namespace) if namespace else None
@@ -293,24 +360,78 @@ class VClusterBackend(SandboxBackend):
     # --- pause / resume --------------------------------------------------------------------
 
     async def pause(self, learner_id: str) -> None:
-        def run() -> None:
-            ns = self._require(learner_id)
-            sts = self._sts(ns)
-            if sts is None:
-                raise SandboxNotFound("the sandbox has no control plane")
-            ann = (sts.get("metadata") or {}).get("annotations") or {}
-            if ann.get(PAUSED) == "true":
-                return
-            replicas = (sts.get("spec") or {}).get("replicas") or 1
-            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-            self.kube.patch("apps/v1", "StatefulSet", RELEASE, {"metadata": {"annotations": {
-                PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: stamp}}}, ns)
-            self.kube.patch("apps/v1", "StatefulSet", RELEASE, {"spec": {"replicas": 0}}, ns,
-                            sub="scale")  # fmt: skip
-            for pod in self.kube.list("v1", "Pod", ns, f"vcluster.loft.sh/managed-by={RELEASE}"):
-                self.kube.delete("v1", "Pod", pod["metadata"]["name"], ns)
+        ns = await asyncio.to_thread(self._require, learner_id)
+        if not await asyncio.to_thread(self._begin_pause, ns):
+            return
+        await self._wait(lambda: self._at_zero(ns), "control plane scale-down")
+        await asyncio.to_thread(self._delete_synced_pods, ns)
 
-        await asyncio.to_thread(run)
+    def _begin_pause(self, ns: str) -> bool:
+        """Save the bare Pods, annotate and scale to 0; False if already paused and at zero."""
+        sts = self._sts(ns)
+        if sts is None:
+            raise SandboxNotFound("the sandbox has no control plane")
+        ann = (sts.get("metadata") or {}).get("annotations") or {}
+        if ann.get(PAUSED) == "true":
+            return True  # finish a pause that stopped halfway: wait for zero, delete pods
+        self._save_bare_pods(ns)
+        replicas = (sts.get("spec") or {}).get("replicas") or 1
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        self.kube.patch("apps/v1", "StatefulSet", RELEASE, {"metadata": {"annotations": {
+            PAUSED: "true", PAUSED_REPLICAS: str(replicas), PAUSED_DATE: stamp}}}, ns)
+        self.kube.patch("apps/v1", "StatefulSet", RELEASE, {"spec": {"replicas": 0}}, ns,
+                        sub="scale")  # fmt: skip
+        return True
+
+    def _save_bare_pods(self, ns: str) -> None:
+        """The learner's Pods that no controller owns, from the virtual API, into a host Secret."""
+        if self._read_kubeconfig(ns, required=False) is None:
+            return
+        try:
+            api = self._client(ns)
+            try:
+                pods = Kube(api, retry=self.retry, timeout=self.timeout).list("v1", "Pod")
+            finally:
+                api.close()
+        except SandboxError as exc:  # pause anyway (it frees the host); say what was lost
+            log.warning("pausing %s without saving its pods: %s", ns, exc)
+            self._write_saved(ns, [], ["every standalone pod (the virtual API did not answer "
+                                       "at pause)"])
+            return
+        bare = [restorable(p) for p in pods
+                if not (p.get("metadata") or {}).get("ownerReferences")
+                and (p.get("metadata") or {}).get("namespace") != "kube-system"
+                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]  # fmt: skip
+        saved: list[Obj] = []
+        size = 2
+        for pod in bare:
+            size += len(json.dumps(pod)) + 1
+            if size > MAX_SAVED_BYTES:
+                break
+            saved.append(pod)
+        self._write_saved(ns, saved, [f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+                                      for p in bare[len(saved):]])
+
+    def _write_saved(self, ns: str, saved: list[Obj], lost: list[str]) -> None:
+        data = {"pods": json.dumps(saved), "lost": json.dumps(lost)}
+        self.kube.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                         "metadata": {"name": PAUSED_PODS_SECRET, "namespace": ns,
+                                      "labels": {MANAGED_BY: MANAGER}},
+                         "data": {k: base64.b64encode(v.encode()).decode()
+                                  for k, v in data.items()}})  # fmt: skip
+
+    def _at_zero(self, ns: str) -> bool:
+        sts = self._sts(ns)
+        if sts is None:
+            return True
+        status = sts.get("status") or {}
+        if (sts.get("spec") or {}).get("replicas", 1) != 0 or status.get("replicas", 0) != 0:
+            return False
+        return not self.kube.list("v1", "Pod", ns, CONTROL_PLANE_SELECTOR)
+
+    def _delete_synced_pods(self, ns: str) -> None:
+        for pod in self.kube.list("v1", "Pod", ns, SYNCED_SELECTOR):
+            self.kube.delete("v1", "Pod", pod["metadata"]["name"], ns)
 
     def resume(self, learner_id: str) -> AsyncIterator[ProgressEvent]:
         return self._resume(learner_id)
@@ -336,9 +457,59 @@ class VClusterBackend(SandboxBackend):
             await self._wait(lambda: self._sts_ready(ns), "control plane")
             await self._wait(lambda: self._api_ready(ns), "virtual API server")
             yield ProgressEvent(learner_id, "api", "API server reachable")
+            restored, lost = await asyncio.to_thread(self._restore_bare_pods, ns)
+            if restored or lost:
+                text = f"restored {len(restored)} standalone pod(s)"
+                text += f": {', '.join(restored)}" if restored else ""
+                text += f"; could not restore: {', '.join(lost)}" if lost else ""
+                yield ProgressEvent(learner_id, "api", text)
             yield ProgressEvent(learner_id, "ready", "sandbox ready", done=True)
         except SandboxError as exc:
             yield ProgressEvent(learner_id, "failed", str(exc), done=True)
+
+    def _restore_bare_pods(self, ns: str) -> tuple[list[str], list[str]]:
+        """Re-create the Pods saved at pause that are gone (or stale) in the virtual cluster."""
+        secret = self.kube.get("v1", "Secret", PAUSED_PODS_SECRET, ns)
+        if not secret:
+            return [], []
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        saved: list[Obj] = json.loads(data.get("pods") or "[]")
+        lost: list[str] = json.loads(data.get("lost") or "[]")
+        restored: list[str] = []
+        api = self._client(ns)
+        try:
+            vkube = Kube(api, retry=self.retry, timeout=self.timeout)
+            for pod in saved:
+                name, pns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+                ref = f"{pns}/{name}"
+                try:
+                    self._restore_one(vkube, pod)
+                    restored.append(ref)
+                except SandboxError as exc:
+                    log.warning("could not restore pod %s in %s: %s", ref, ns, exc)
+                    lost.append(ref)
+        finally:
+            api.close()
+        self.kube.delete("v1", "Secret", PAUSED_PODS_SECRET, ns)
+        return restored, lost
+
+    def _restore_one(self, vkube: Kube, pod: Obj) -> None:
+        name, pns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            current = vkube.get("v1", "Pod", name, pns)
+            if current is None:
+                vkube.apply(copy.deepcopy(pod))
+                return
+            phase = (current.get("status") or {}).get("phase")
+            gone_on_host = (current.get("spec") or {}).get("nodeName") and phase != "Pending"
+            if not (current.get("metadata") or {}).get("deletionTimestamp") and not gone_on_host:
+                return  # the syncer kept it (or the learner made it anew): nothing to restore
+            if not (current.get("metadata") or {}).get("deletionTimestamp"):
+                vkube.delete("v1", "Pod", name, pns)  # a stale copy the syncer will remove
+            if time.monotonic() >= deadline:
+                raise SandboxUnavailable(f"pod {pns}/{name} still terminating")
+            time.sleep(self.poll)
 
     # --- reset / delete --------------------------------------------------------------------
 
@@ -374,6 +545,7 @@ class VClusterBackend(SandboxBackend):
         def run() -> None:
             self.kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding",
                              cluster_binding_name(name))  # fmt: skip
+            self.kube.delete(ANP_API, "AdminNetworkPolicy", admin_policy_name(name))
             self.kube.delete("v1", "Namespace", name)
             self._kubeconfigs.pop(name, None)
 
