@@ -3,6 +3,10 @@
 Talks to the host clusters in ``KEPLER_HOSTS`` (several; see docs/operating.md), else to the
 one in ``HOST_KUBECONFIG`` (or the in-cluster config), and to the store in ``KEPLER_DB``.
 Kubeconfigs are never printed here: a learner gets theirs from the bot.
+
+Also ``render``: like ``helm template`` it prints, as YAML, every host object the bot would
+apply for one learner, rendered with the pinned chart's values (SHA-256 checked) through the
+same :func:`sandbox.provision.render` the backend uses. It needs no host and no store.
 """
 
 from __future__ import annotations
@@ -47,7 +51,52 @@ def register(sub: argparse._SubParsersAction) -> None:
             op.add_argument("--guild", default=None, help="Discord server id (for the caps)")
     gc = ops.add_parser("gc", help="reconcile with the host, then pause/warn/delete as due")
     gc.add_argument("--dry-run", action="store_true", help="only show what exists")
+    r = ops.add_parser("render", help="print a learner's host objects as YAML (no host needed)")
+    r.add_argument("--learner", required=True, help="learner id")
+    r.add_argument("--exposure", choices=["Ingress", "LoadBalancer", "NodePort"], default=None,
+                   help="default: KEPLER_SANDBOX_EXPOSURE, else Ingress")
+    r.add_argument("--in-cluster", action="store_true",
+                   help="the bot runs in the host (dials kepler.<ns>.svc from its namespace)")
+    r.add_argument("--namespace", default=None, help="default: derived from the learner id")
+    r.add_argument("--values", default=None,
+                   help="the chart's values.yaml (default: KEPLER_VCLUSTER_VALUES, else download)")
+    r.add_argument("--host-wide", action="store_true",
+                   help="also print the once-per-host AdminNetworkPolicies for these settings")
     p.set_defaults(func=run)
+
+
+def render_yaml(args: argparse.Namespace, chart_defaults: Any = None,
+                env: dict[str, str] | None = None) -> str:
+    """What ``kepler sandbox render`` prints (tests call this with the same arguments)."""
+    import yaml
+
+    from sandbox.backends.base import learner_hash
+    from sandbox.provision import (
+        SandboxSpec,
+        cluster_admin_policies,
+        render,
+        render_namespace,
+    )
+
+    settings = HostSettings.from_env(env)
+    settings = replace(settings, in_cluster=bool(args.in_cluster),
+                       exposure=args.exposure or settings.exposure)  # fmt: skip
+    if chart_defaults is None:
+        chart_defaults = load_chart_defaults(args.values)
+    spec = SandboxSpec(
+        namespace=args.namespace or render_namespace(args.learner),
+        requirements=course_requirements(load_course().chapters), host=settings,
+        chart_defaults=chart_defaults, learner_id=args.learner,
+        learner_hash=learner_hash(args.learner),
+    )  # fmt: skip
+    objects = render(spec)
+    if args.host_wide:
+        objects = [*cluster_admin_policies(settings), *objects]
+    class NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump_all(objects, Dumper=NoAliases, sort_keys=False, explicit_start=True)
 
 
 def _duration(seconds: float | None) -> str:
@@ -109,14 +158,15 @@ def build_backend(kubeconfig: str, hosts: str = "", env: Settings | None = None)
               "chart_defaults": load_chart_defaults(env.vcluster_values or None)}  # fmt: skip
     if not hosts.strip():
         api, in_cluster = _host_client(kubeconfig)
-        return VClusterBackend(api, settings=settings,
+        return VClusterBackend(api, settings=replace(settings, in_cluster=in_cluster),
                                access="service" if in_cluster else "external", **common)  # fmt: skip
     configs = parse_hosts(hosts)
     backends = {}
     for host in configs:
         api, in_cluster = _host_client(host.kubeconfig or kubeconfig, host.context)
         own = replace(settings, host_template=host.sandbox_host or settings.host_template,
-                      node_address=host.node_address or settings.node_address)  # fmt: skip
+                      node_address=host.node_address or settings.node_address,
+                      in_cluster=in_cluster)  # fmt: skip
         backends[host.name] = VClusterBackend(
             api, settings=own, access="service" if in_cluster else "external", **common)
     return HostPool(backends, configs, each=_footprint(settings, common, course))
@@ -199,6 +249,13 @@ def run(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             print(f"kepler sandbox: {exc}", file=sys.stderr)
             return 2
+    if args.op == "render":
+        try:
+            sys.stdout.write(render_yaml(args))
+        except (ValueError, OSError) as exc:
+            print(f"kepler sandbox render: {exc}", file=sys.stderr)
+            return 2
+        return 0
 
     env = Settings.from_env()
     kubeconfig = env.host_kubeconfig if args.kubeconfig is None else args.kubeconfig
