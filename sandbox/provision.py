@@ -80,6 +80,7 @@ DNS_UPSTREAMS = ("1.1.1.1", "8.8.8.8")
 ALLOWED_TOLERATION_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 # AdminNetworkPolicy (sigs.k8s.io/network-policy-api): the host feature tenant isolation needs.
 ANP_API = "policy.networking.k8s.io/v1alpha1"
+ANP_DNS_PRIORITY = 20  # every sandbox pod may ask its own vcluster CoreDNS (port 1053)
 ANP_SANDBOX_PRIORITY = 30  # per sandbox: Pass own namespace to the learner's NetworkPolicies
 ANP_CONTROL_PLANE_PRIORITY = 40  # control planes: Pass the bot, ingress and the host API
 ANP_ISOLATION_PRIORITY = 50  # every sandbox: Deny other namespaces, nodes, private ranges
@@ -450,6 +451,10 @@ def network_policies(spec: SandboxSpec) -> list[Obj]:
 
 
 CONTROL_PLANE_LABELS = {"app": "vcluster", "release": RELEASE}
+# vcluster's CoreDNS pod on the host (pkg/coredns/template.go: label k8s-app, port 1053; the
+# syncer adds the virtual namespace label).
+VCLUSTER_DNS_LABELS = {"k8s-app": "vcluster-kube-dns", "vcluster.loft.sh/namespace": "kube-system"}
+VCLUSTER_DNS_PORT = 1053
 
 
 def _ns_selector(name: str) -> Obj:
@@ -482,6 +487,11 @@ def sandbox_admin_policy(spec: SandboxSpec) -> Obj:
 def cluster_admin_policies(settings: HostSettings | None = None) -> list[Obj]:
     """Tenant isolation for every sandbox namespace, applied once per host (deploy/).
 
+    * DNS (priority 20): every sandbox pod may reach vcluster CoreDNS pods on 1053. vcluster
+      runs CoreDNS unprivileged on 1053 behind its kube-dns Service (port 53), so the usual
+      learner rule "egress to kube-system on 53" can't match on the host, where policies see
+      the pod's port; without this, chapter 4's life-support probe could not resolve names.
+      Another sandbox's CoreDNS stays unreachable: its ingress is denied at priority 50;
     * control planes (priority 40): the bot's and the ingress controller's namespaces may
       connect, and the control plane may reach the host API (443/6443, on any address) —
       Passed to the ``kepler-control-plane`` NetworkPolicy, which narrows to port 8443;
@@ -500,7 +510,18 @@ def cluster_admin_policies(settings: HostSettings | None = None) -> list[Obj]:
         callers.append({"namespaces": _ns_selector(host.ingress_namespace)})
     api_ports = [{"portNumber": {"protocol": "TCP", "port": 443}},
                  {"portNumber": {"protocol": "TCP", "port": 6443}}]
+    dns_ports = [{"portNumber": {"protocol": "UDP", "port": VCLUSTER_DNS_PORT}},
+                 {"portNumber": {"protocol": "TCP", "port": VCLUSTER_DNS_PORT}}]
     return [
+        {"apiVersion": ANP_API, "kind": "AdminNetworkPolicy",
+         "metadata": {"name": "kepler-sandbox-dns", "labels": lab},
+         "spec": {
+             "priority": ANP_DNS_PRIORITY,
+             "subject": {"namespaces": sandboxes},
+             "egress": [{"name": "vcluster-coredns", "action": "Allow", "ports": dns_ports,
+                         "to": [{"pods": {"namespaceSelector": sandboxes,
+                                          "podSelector": {"matchLabels": VCLUSTER_DNS_LABELS}}}]}],
+         }},
         {"apiVersion": ANP_API, "kind": "AdminNetworkPolicy",
          "metadata": {"name": "kepler-control-planes", "labels": lab},
          "spec": {
