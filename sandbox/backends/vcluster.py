@@ -90,6 +90,12 @@ CACHE_SECONDS = 300.0
 MAX_SAVED_BYTES = 900_000  # a Secret holds at most 1 MiB
 
 
+def in_cluster_server(namespace: str) -> str:
+    """Where the bot dials a sandbox's API from inside the host (in its certificate: see
+    :func:`sandbox.provision.service_sans`)."""
+    return f"https://{RELEASE}.{namespace}.svc:443"
+
+
 class HostMissingFeature(SandboxError):
     """The host cluster lacks something sandboxes need (said in the message)."""
 
@@ -323,7 +329,7 @@ class VClusterBackend(SandboxBackend):
         config = self._read_kubeconfig(namespace)
         assert config is not None
         if self.access == "service":
-            config = self._with_server(config, f"https://{RELEASE}.{namespace}.svc:443")
+            config = self._with_server(config, in_cluster_server(namespace))
         elif self.access == "external":
             config = self._with_server(config, self._external(namespace))
         cfg = client.Configuration()

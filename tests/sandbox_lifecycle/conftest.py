@@ -38,6 +38,16 @@ class FakeVCluster:
         self.emu = emu
         self.host = emu.cluster(host)
         self.hold: set[str] = set()  # namespaces whose control plane never becomes ready
+        # Syncer mode (opt-in): the control plane takes ``lag`` ticks to change its replica
+        # count and runs as a host pod; while it runs, it syncs each virtual pod to a host pod
+        # and recreates host pods deleted under it; when it starts again after being at 0,
+        # it deletes the virtual bare pods that had started and whose host pod is gone — as
+        # vcluster's syncer does.
+        self.syncer = False
+        self.lag = 5
+        self._lagging: dict[str, int] = {}
+        self.recreated: list[str] = []  # host pods the "syncer" recreated after a deletion
+        self.deleted_on_start: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="fake-vcluster")
 
@@ -67,6 +77,8 @@ class FakeVCluster:
     def _step(self, sts: dict) -> None:
         ns = sts["metadata"]["namespace"]
         want = sts.get("spec", {}).get("replicas", 1)
+        if self.syncer:
+            want = self._lagged(ns, sts, want)
         ready = 0 if ns in self.hold else want
         if sts.get("status", {}).get("readyReplicas") != ready:
             sts["status"] = {"replicas": want, "readyReplicas": ready,
@@ -79,6 +91,64 @@ class FakeVCluster:
                            "metadata": {"name": "vc-kepler", "namespace": ns},
                            "data": {"config": base64.b64encode(
                                yaml.safe_dump(kubeconfig).encode()).decode()}})  # fmt: skip
+
+
+    # -- syncer mode --
+
+    def _lagged(self, ns: str, sts: dict, want: int) -> int:
+        running = (sts.get("status") or {}).get("replicas", 0)
+        if running != want:
+            self._lagging[ns] = self._lagging.get(ns, 0) + 1
+            if self._lagging[ns] < self.lag:
+                want = running
+            else:
+                self._lagging.pop(ns)
+                self._control_plane_pod(ns, want > 0)
+                if running == 0 and want > 0:
+                    self._on_start(ns)
+        if want > 0:
+            self._sync_pods(ns)
+        return want
+
+    def _control_plane_pod(self, ns: str, exists: bool) -> None:
+        if exists:
+            self.host.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": "kepler-0", "namespace": ns,
+                "labels": {"app": "vcluster", "release": "kepler"}}, "spec": {}})
+        else:
+            self.host.remove("Pod", "kepler-0", ns)
+
+    @staticmethod
+    def host_name(pod: dict) -> str:
+        return f"{pod['metadata']['name']}-x-{pod['metadata']['namespace']}-x-kepler"
+
+    def _sync_pods(self, ns: str) -> None:
+        if f"vc-{ns}" not in self.emu.clusters:
+            return
+        vc = self.emu.cluster(f"vc-{ns}")
+        for pod in vc.list("Pod"):
+            name = self.host_name(pod)
+            if self.host.get("Pod", name, ns) is None:
+                if (pod.get("spec") or {}).get("nodeName"):
+                    self.recreated.append(name)
+                self.host.put({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                    "name": name, "namespace": ns,
+                    "labels": {"vcluster.loft.sh/managed-by": "kepler"}}, "spec": {}})
+            if not (pod.get("spec") or {}).get("nodeName"):
+                pod["spec"]["nodeName"] = "node-1"
+                pod["status"] = {"phase": "Running"}
+                vc.put(pod)
+
+    def _on_start(self, ns: str) -> None:
+        if f"vc-{ns}" not in self.emu.clusters:
+            return
+        vc = self.emu.cluster(f"vc-{ns}")
+        for pod in vc.list("Pod"):
+            started = (pod.get("spec") or {}).get("nodeName")
+            bare = not (pod.get("metadata") or {}).get("ownerReferences")
+            if started and bare and self.host.get("Pod", self.host_name(pod), ns) is None:
+                vc.remove("Pod", pod["metadata"]["name"], pod["metadata"]["namespace"])
+                self.deleted_on_start.append(pod["metadata"]["name"])
 
 
 @pytest.fixture
