@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     sandbox_storage_class: str = Field(
         "", description="Storage class for control-plane volumes; empty: the host default."
     )
+    sandbox_dns: str = Field(
+        "1.1.1.1 8.8.8.8",
+        description="Resolvers each sandbox's CoreDNS forwards to (the host must allow egress to them on 53).",
+    )
     sandbox_idle_pause: float = Field(
         1800, ge=0, description="Seconds without learner action before a sandbox is paused."
     )
@@ -226,6 +230,7 @@ class Settings(BaseSettings):
             ingress_namespace=self.sandbox_ingress_namespace,
             bot_namespace=self.sandbox_bot_namespace,
             storage_class=self.sandbox_storage_class,
+            dns_upstreams=tuple(self.sandbox_dns.split()),
         )
 
     def lifecycle_policy(self) -> LifecyclePolicy:
