@@ -78,11 +78,12 @@ def render_yaml(args: argparse.Namespace, chart_defaults: Any = None,
         render_namespace,
     )
 
-    settings = HostSettings.from_env(env)
+    config = Settings.from_env(env)
+    settings = config.host_settings()
     settings = replace(settings, in_cluster=bool(args.in_cluster),
                        exposure=args.exposure or settings.exposure)  # fmt: skip
     if chart_defaults is None:
-        chart_defaults = load_chart_defaults(args.values)
+        chart_defaults = load_chart_defaults(args.values or config.vcluster_values or None)
     spec = SandboxSpec(
         namespace=args.namespace or render_namespace(args.learner),
         requirements=course_requirements(load_course().chapters), host=settings,
@@ -92,6 +93,7 @@ def render_yaml(args: argparse.Namespace, chart_defaults: Any = None,
     objects = render(spec)
     if args.host_wide:
         objects = [*cluster_admin_policies(settings), *objects]
+
     class NoAliases(yaml.SafeDumper):
         def ignore_aliases(self, data: Any) -> bool:
             return True
