@@ -17,6 +17,7 @@ from rich.text import Text
 from bot.config import Settings
 from bot.content.course import Course, load_course
 from bot.content.loader import ContentError
+from bot.core.text import strip_controls
 from bot.engine.engine import Engine, InputError
 from bot.engine.live import LiveLoop
 from bot.engine.ports import Address, Outgoing
@@ -115,7 +116,7 @@ async def _play(args: argparse.Namespace, settings: Settings, course: Course) ->
                 console.print(Text(f"— Resuming your mission. {note.text}", style="dim"))
         problem = await cluster.probe(learner_id)
         if problem:
-            console.print(Text(problem, style="yellow"))
+            console.print(Text(strip_controls(problem), style="yellow"))
         mission = await engine.start(address, learner_id, user, chapter=args.chapter)
         console.print(Text("Type 'help' for commands.", style="dim"))
         # The shared live loop: a change in your cluster re-checks the open task at once.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bot.content.course import DEFAULT_CHAPTERS, DEFAULT_PERSONAS, load_course
 from bot.content.loader import ContentError
+from bot.core.text import strip_controls
 from sandbox.errors import ClusterError
 from sandbox.objectives import EvalContext, evaluate_all, kinds_for
 from sandbox.snapshot import ClusterReader
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             mark = "passed" if r["passed"] else "FAILED"
             print(f"  {mark}  {r['task']}/{r['id']}: {r['title']}")
             if not r["passed"]:
-                print(f"          {r['reason']}")
+                print(f"          {strip_controls(r['reason'])}")  # cluster text
         if not rows:
             print("  (this chapter has no objectives)")
         print(f"{passed} of {len(rows)} objectives passed")

@@ -23,6 +23,7 @@ from weakref import WeakValueDictionary
 
 from bot.content.course import BeatRef, Course
 from bot.content.schema import Beat, QuestionBeat, TaskBeat
+from bot.core.text import from_outside, strip_controls
 from bot.engine import feedback
 from bot.engine.beats import line_message, render, task_key
 from bot.engine.pacing import Pacing, gate_open
@@ -34,6 +35,8 @@ from sandbox.objectives import EvalContext, RecoveredObjective
 log = logging.getLogger(__name__)
 
 MAX_INPUT = 4000
+MAX_PROFILE = 200  # characters in a free-text profile value (environment)
+MAX_NAME = 80
 JUDGE_TIMEOUT = 30.0
 PROFILE_FIELDS = ("style", "review", "feedback", "environment")
 _MUTABLE = ("chapter", "beat", "emitted", "state", "data", "pacing", "quorum")
@@ -86,7 +89,7 @@ class Engine:
         parent_id: int | None = None,
     ) -> Mission:
         """Open the mission at ``address`` (or rejoin it) and play up to the first gate."""
-        await self.store.ensure_learner(learner_id, learner_name)
+        await self.store.ensure_learner(learner_id, _name(learner_name, learner_id))
         existing = await self.store.find_mission(address)
         if existing is not None:
             await self.store.add_member(existing.id, learner_id)
@@ -140,7 +143,7 @@ class Engine:
         return await self._mission(mission_id)
 
     async def join(self, mission_id: int, learner_id: str, learner_name: str) -> Mission:
-        await self.store.ensure_learner(learner_id, learner_name)
+        await self.store.ensure_learner(learner_id, _name(learner_name, learner_id))
         await self.store.add_member(mission_id, learner_id)
         await self._reconsider(mission_id)
         return await self._mission(mission_id)
@@ -197,6 +200,9 @@ class Engine:
             return []
         if len(text) > MAX_INPUT:
             raise InputError(f"That message is {len(text)} characters; keep it under {MAX_INPUT}.")
+        # Learner text is data: no terminal controls, and a pasted credential is never stored
+        # or sent to the model.
+        text = from_outside(text)
         mission = await self._mission(mission_id)
         await self.store.touch(mission_id, learner_id, self.clock())
         beat = self._beat(mission)
@@ -209,6 +215,7 @@ class Engine:
 
     async def answer(self, mission_id: int, learner_id: str, text: str) -> list[Outgoing]:
         """Record an answer to the current question; profile questions set the profile."""
+        text = from_outside(text.strip())[:MAX_INPUT]
         mission = await self._mission(mission_id)
         ref = self._ref(mission)
         beat = self.course.beat(ref) if mission.state == "running" else None
@@ -221,6 +228,8 @@ class Engine:
                 options = ", ".join(f"{i}) {c.label}" for i, c in enumerate(beat.choices, 1))
                 raise InputError(f"Pick one: {options}")
             value = choice
+        elif beat.profile:
+            value = self._profile_value(beat.profile, text)
         judged = await self._judge(mission, learner_id, beat, text) if not beat.profile else []
         async with self._lock(mission_id), self.store.unit():
             if beat.profile:
@@ -389,7 +398,7 @@ class Engine:
         if field is not None:
             if field not in PROFILE_FIELDS:
                 raise InputError(f"Profile fields are: {', '.join(PROFILE_FIELDS)}.")
-            await self.store.set_profile(learner_id, field, value or "")
+            await self.store.set_profile(learner_id, field, self._profile_value(field, value or ""))
         return (await self._learner(learner_id)).profile
 
     async def cluster_changed(self, learner_id: str) -> None:
@@ -668,6 +677,28 @@ class Engine:
 
     # --- helpers ------------------------------------------------------------------------
 
+    def _profile_value(self, field: str, value: str) -> str:
+        """A profile value the engine can trust: one of the profile question's choices, or
+        (no choices: the environment) short plain text. Else an :class:`InputError`."""
+        value = from_outside(value.strip())
+        choices = [
+            c
+            for chapter in self.course.chapters
+            for beat in chapter.beats
+            if isinstance(beat, QuestionBeat) and beat.profile == field
+            for c in beat.choices
+        ]
+        if choices:
+            lowered = value.lower()
+            for c in choices:
+                if lowered in (c.value.lower(), c.label.lower()):
+                    return c.value
+            allowed = " or ".join(sorted({c.value for c in choices}))
+            raise InputError(f"{field} is {allowed}.")
+        if len(value) > MAX_PROFILE:
+            raise InputError(f"Keep {field} under {MAX_PROFILE} characters.")
+        return value
+
     def _lock(self, mission_id: int) -> asyncio.Lock:
         return _lock_in(self._locks, mission_id)
 
@@ -721,6 +752,11 @@ class Engine:
             "cluster. Use the catch-up command to apply those chapters' solutions in one step."
         )
         return [Outgoing(kind="notice", text=text)]
+
+
+def _name(name: str, fallback: str) -> str:
+    """A display name from outside (Discord, $USER): printable, bounded."""
+    return " ".join(strip_controls(name).split())[:MAX_NAME] or fallback
 
 
 def _lock_in(locks: WeakValueDictionary[int, asyncio.Lock], key: int) -> asyncio.Lock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bot.content.course import Course
+from bot.core.text import scrub, strip_controls
 from bot.engine.ports import Address, Outgoing
 
 
@@ -72,13 +74,16 @@ class TerminalTransport:
         parts: list[str] = []
         async for chunk in chunks:
             parts.append(chunk)
-            self.console.print(chunk, end="", markup=False, highlight=False)
+            self.console.print(strip_controls(chunk), end="", markup=False, highlight=False)
         self.console.print()
         return "".join(parts)
 
     # --- rendering ----------------------------------------------------------------------
 
     def show(self, message: Outgoing) -> None:
+        # Model replies, cluster text (pod names, reasons) and learners' names come from
+        # outside: no escape sequence reaches the terminal.
+        message = replace(message, text=strip_controls(message.text), data=scrub(message.data))
         c = self.console
         persona = self.course.persona(message.speaker)
         colour = persona.colour if persona else "white"

@@ -2,8 +2,9 @@
 
 Generated text goes to a Discord channel. It must never ping (``@everyone``, ``@here``, role
 and user mentions are broken with a zero-width space) and never carry anything that looks like
-a credential (kubeconfig fields, bearer tokens, private keys, JWTs, API keys), whatever the
-model was talked into. :class:`SafeStream` applies the same rules to a stream of chunks
+a credential (kubeconfig fields, bearer tokens, private keys, JWTs, API keys, passwords in
+URLs) or a terminal control sequence, whatever the model was talked into (the patterns live in
+:mod:`bot.core.text`, shared with the engine and the cluster tools). :class:`SafeStream` applies the same rules to a stream of chunks
 without letting a pattern slip through split across two chunks.
 """
 
@@ -11,8 +12,12 @@ from __future__ import annotations
 
 import re
 
+from bot.core.text import REDACTED as REDACTED
+from bot.core.text import SECRET_KEYS as _SECRET_KEYS
+from bot.core.text import redact_secrets as redact_secrets
+from bot.core.text import strip_controls
+
 ZWSP = "\u200b"
-REDACTED = "[redacted]"
 
 _MENTIONS = (
     (re.compile(r"@(everyone|here)\b", re.IGNORECASE), "@" + ZWSP + r"\1"),
@@ -20,29 +25,10 @@ _MENTIONS = (
     (re.compile(r"<#(\d+)>"), "<#" + ZWSP + r"\1>"),
 )
 
-# A key whose value is a credential, in YAML/JSON/env shape: "token: abc", "\"token\": \"abc\"".
-_SECRET_KEYS = (
-    r"client-key-data|client-certificate-data|certificate-authority-data|"
-    r"token|id-token|refresh-token|access-token|auth-provider|password|passwd|"
-    r"api[_-]?key|secret[_-]?key|private[_-]?key|x-api-key|authorization"
-)
-_KEY_VALUE = re.compile(
-    rf"""(?P<key>["']?\b(?:{_SECRET_KEYS})["']?\s*[:=]\s*)(?P<value>["']?[^\s"',}}]{{4,}}["']?)""",
-    re.IGNORECASE,
-)
-_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
-_PEM = re.compile(
-    r"-----BEGIN [A-Z0-9 ]*(?:PRIVATE KEY|CERTIFICATE)-----.*?(?:-----END [A-Z0-9 ]*-----|\Z)",
-    re.DOTALL,
-)
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
-_API_KEY = re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_-]{16,}")
-# Long base64 runs (kubeconfig *-data values pasted without their key).
-_BASE64_BLOB = re.compile(r"\b(?:LS0tLS1C|MII)[A-Za-z0-9+/=]{40,}")
-
 # Words that may be followed by a credential after whitespace: never split these from what follows.
 _LABEL_TAIL = re.compile(
-    rf"""(?:\b(?:Bearer|Basic)|["']?\b(?:{_SECRET_KEYS})["']?\s*[:=])\s*$""", re.IGNORECASE
+    rf"""(?:\b(?:Bearer|Basic)|["']?[\w.-]*(?:{_SECRET_KEYS})[\w.-]*["']?\s*[:=])\s*$""",
+    re.IGNORECASE,
 )
 
 
@@ -52,18 +38,9 @@ def neutralise_mentions(text: str) -> str:
     return text
 
 
-def redact_secrets(text: str) -> str:
-    text = _PEM.sub(REDACTED, text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
-    text = _JWT.sub(REDACTED, text)
-    text = _API_KEY.sub(REDACTED, text)
-    text = _BASE64_BLOB.sub(REDACTED, text)
-    return _KEY_VALUE.sub(lambda m: m.group("key") + REDACTED, text)
-
-
 def clean(text: str) -> str:
     """Everything the crew says passes through here before a learner sees it."""
-    return neutralise_mentions(redact_secrets(text))
+    return neutralise_mentions(redact_secrets(strip_controls(text)))
 
 
 class SafeStream:

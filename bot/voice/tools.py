@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from bot.voice.safety import redact_secrets
+from bot.core.text import from_outside, strip_controls
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,8 @@ def sanitise(obj: Any) -> Any:
     """A copy without managed fields, last-applied annotations or any secret values."""
     if isinstance(obj, list):
         return [sanitise(x) for x in obj]
+    if isinstance(obj, str):
+        return strip_controls(obj)  # before JSON would hide them as \u001b escapes
     if not isinstance(obj, dict):
         return obj
     out: Obj = {}
@@ -254,13 +256,13 @@ class ClusterTools:
             loop = asyncio.get_running_loop()
             call = loop.run_in_executor(self._executor, lambda: method(api, dict(args)))
             text = await asyncio.wait_for(call, self._timeout)
-            return cap(redact_secrets(text), self._max_chars), False
+            return cap(from_outside(text), self._max_chars), False
         except ToolError as exc:
             return str(exc), True
         except TimeoutError:
             return "the cluster did not answer in time", True
         except ApiException as exc:
-            return f"the cluster answered {exc.status} {exc.reason or ''}".strip(), True
+            return from_outside(f"the cluster answered {exc.status} {exc.reason or ''}".strip()), True
         except Exception as exc:  # a tool must never take the conversation down
             log.warning("voice tool %s failed: %s", name, type(exc).__name__)
             return f"the read failed ({type(exc).__name__})", True

@@ -193,3 +193,23 @@ async def test_output_is_capped(emu: KubeEmulator, tools: ClusterTools) -> None:
     small = ClusterTools(lambda _: emu.api_client("chen"), max_chars=800)
     text, _ = await small.run("chen", "list_objects", {"kind": "pods"})
     assert len(text) <= 800 and "truncated" in text
+
+
+async def test_config_values_url_passwords_and_control_sequences_never_reach_the_model(
+    emu: KubeEmulator, tools: ClusterTools
+) -> None:
+    cm = ob.config_map(
+        "app-settings",
+        data={
+            "DATABASE_URL": "postgres://app:pg-pass-1234@db.station:5432/kepler",
+            "SMTP_PASSWORD": "mail-pass-5678",
+            "GREETING": "\x1b]0;pwned\x07\x1b[2Jhello",
+        },
+    )
+    emu["chen"].put(cm)
+    text, err = await tools.run("chen", "get_object", {"kind": "cm", "name": "app-settings"})
+    assert not err
+    assert "pg-pass-1234" not in text and "mail-pass-5678" not in text
+    assert "postgres://app:[redacted]@db.station:5432/kepler" in text
+    assert "\x1b" not in text and "\x07" not in text and "u001b" not in text
+    assert '"GREETING": "hello"' in text
