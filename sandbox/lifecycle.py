@@ -136,6 +136,14 @@ class SandboxManager:
         asking again here would make the learner wait out the dark host's timeouts)."""
         return self.pool is not None and record.host in self.pool.down
 
+    async def _host_for(self, record: SandboxRecord | None, learner_id: str) -> str | None:
+        """Where a new (or failed) sandbox goes: its host while that still takes sandboxes,
+        else wherever placement finds room (held for this learner)."""
+        assert self.pool is not None
+        if record is not None and record.host and await self.pool.usable(record.host):
+            return record.host
+        return await self._place(reserve=learner_id)
+
     async def _place(self, prefer: str = "", reserve: str = "") -> str | None:
         await self.drained()
         assert self.pool is not None
@@ -168,9 +176,7 @@ class SandboxManager:
                 return
             host = ""
             if self.pool is not None:
-                usable = record is not None and record.host and await self.pool.usable(record.host)
-                host = (record.host if usable and record
-                        else await self._place(reserve=learner_id) or "")  # fmt: skip
+                host = await self._host_for(record, learner_id) or ""
                 if not host:
                     position = await self.store.add_waiting(learner_id, guild, self.clock())
                     yield ProgressEvent(learner_id, "waiting",
