@@ -18,6 +18,7 @@ from sandbox.cost import (
     states,
     workloads,
 )
+from sandbox.placement import cpu_millis, memory_bytes
 from sandbox.provision import HostSettings, SandboxSpec, course_requirements, render
 from tests.sandbox_lifecycle.conftest import CHART_DEFAULTS
 
@@ -49,13 +50,18 @@ def objects(embedded_dns: bool = False) -> list[dict]:
 def test_control_plane_comes_from_the_rendered_statefulset() -> None:
     objs = objects()
     sts = next(o for o in objs if o["kind"] == "StatefulSet")
-    syncer = sts["spec"]["template"]["spec"]["containers"][0]["resources"]
+    [syncer] = sts["spec"]["template"]["spec"]["containers"]
+    req, lim = syncer["resources"]["requests"], syncer["resources"]["limits"]
     cp = control_plane(objs)
-    assert (cp.cpu_m, cp.memory) == (200, 256 * MI) and syncer["requests"]["cpu"] == "200m"
-    assert (cp.limit_cpu_m, cp.limit_memory) == (1000, 1024 * MI)
-    assert cp.storage == 2 * 2**30  # the control plane's volume claim
-    assert control_plane(objs, replicas=0) == Resources(storage=2 * 2**30)  # paused
-    assert Defaults.from_objects(objs) == D  # the rendered LimitRange
+    assert (cp.cpu_m, cp.memory) == (cpu_millis(req["cpu"]), memory_bytes(req["memory"]))
+    assert (cp.limit_cpu_m, cp.limit_memory) == (cpu_millis(lim["cpu"]), memory_bytes(lim["memory"]))
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    assert cp.storage == memory_bytes(claim) > 0  # the control plane's volume claim
+    assert control_plane(objs, replicas=0) == Resources(storage=cp.storage)  # paused
+    [rule] = next(o for o in objs if o["kind"] == "LimitRange")["spec"]["limits"]
+    assert Defaults.from_objects(objs) == Defaults(  # the rendered LimitRange
+        cpu_millis(rule["defaultRequest"]["cpu"]), memory_bytes(rule["defaultRequest"]["memory"]),
+        cpu_millis(rule["default"]["cpu"]), memory_bytes(rule["default"]["memory"]))
 
 
 def test_coredns_comes_from_the_rendered_vcluster_config() -> None:
