@@ -1,10 +1,20 @@
-"""End to end on a real host: provision a vcluster, apply chapter 2's solution, pass, delete.
+"""End to end on a real host: two learners play the whole course, isolated, one paused.
 
 Run with ``uv run pytest -m cluster tests/sandbox_lifecycle/test_real_cluster.py`` and
-``HOST_KUBECONFIG`` set; the host is prepared as docs/sandbox.md says (deploy/ applied,
-a default StorageClass, metrics-server, and an exposure the test machine can reach:
-``KEPLER_SANDBOX_EXPOSURE``/``KEPLER_SANDBOX_HOST`` or ``KEPLER_SANDBOX_NODE_ADDRESS``).
-The chart's values.yaml is downloaded once (or taken from ``KEPLER_VCLUSTER_VALUES``).
+``HOST_KUBECONFIG`` set, on a host prepared as docs/sandbox.md says — on kind:
+``deploy/kind/prepare-host.sh && source .kind/env`` (what .github/workflows/cluster.yml
+does). The chart's values.yaml is downloaded once (or taken from ``KEPLER_VCLUSTER_VALUES``).
+
+What it proves, through the bot's own backend and the learners' own vclusters:
+
+* two learners are provisioned side by side;
+* each plays every chapter's solution, and every chapter's objectives pass;
+* chapter 4's probes, run as the chapter tells learners to (busybox ``wget -T 3``), time
+  out from research and answer from life-support: the learner's own NetworkPolicies decide;
+* neither learner's pods can reach the other's (by pod IP), nor the cloud metadata address;
+* one learner is paused and resumed in the middle of chapter 3 and passes it without
+  redoing anything (the bare Pods come back);
+* everything is torn down.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import asyncio
 import os
 import secrets
 import time
+from typing import Any
 
 import pytest
 
@@ -24,42 +35,117 @@ from sandbox.snapshot import ClusterReader
 
 pytestmark = [
     pytest.mark.cluster,
-    pytest.mark.timeout(1200),
+    pytest.mark.timeout(3600),
     pytest.mark.skipif(not os.environ.get("HOST_KUBECONFIG"),
-                       reason="HOST_KUBECONFIG is not set: no host cluster to run a real vcluster on"),
+                       reason="HOST_KUBECONFIG is not set: no host cluster to run real vclusters "
+                              "on (deploy/kind/prepare-host.sh makes one where Docker exists)"),
 ]  # fmt: skip
 
+CHAPTER_TIMEOUT = 600.0
+PROBE_TIMEOUT = 240.0
 
-async def test_real_vcluster_passes_chapter_2() -> None:
+
+def _objectives(course: Any, index: int) -> list[Any]:
+    return [o for task in course.tasks(index) for o in task.objectives]
+
+
+async def _apply_chapter(api: Any, course: Any, index: int) -> None:
+    before = set(solution_manifests(course, index))
+    paths = [p for p in solution_manifests(course, index + 1) if p not in before]
+    if paths:
+        await asyncio.to_thread(lambda: apply_all(Kube(api), load_manifests(paths)))
+
+
+async def _passes(api: Any, objectives: list[Any], what: str) -> None:
+    if not objectives:
+        return
+    reader = ClusterReader(api)
+    deadline = time.monotonic() + CHAPTER_TIMEOUT
+    while True:
+        snap = await asyncio.to_thread(reader.read, kinds_for(objectives))
+        results = evaluate_all(objectives, snap)
+        if all(r.passed for r in results):
+            return
+        failing = [r.reason for r in results if not r.passed]
+        assert time.monotonic() < deadline, f"{what}: {failing}"
+        await asyncio.sleep(5)
+
+
+async def _probe(api: Any, namespace: str, url: str) -> bool:
+    """``kubectl run probe -n NS --image=busybox:1.36 --restart=Never -- wget -q -O- -T 3 URL``:
+    True if it answered, False if it failed (timed out or refused)."""
+    kube = Kube(api)
+    name = f"probe-{secrets.token_hex(3)}"
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": namespace, "labels": {"run": name}},
+           "spec": {"restartPolicy": "Never", "containers": [{
+               "name": name, "image": "busybox:1.36",
+               "command": ["wget", "-q", "-O-", "-T", "3", url]}]}}  # fmt: skip
+    await asyncio.to_thread(kube.apply, pod)
+    try:
+        deadline = time.monotonic() + PROBE_TIMEOUT
+        while True:
+            got = await asyncio.to_thread(kube.get, "v1", "Pod", name, namespace)
+            phase = ((got or {}).get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed"):
+                return phase == "Succeeded"
+            assert time.monotonic() < deadline, f"probe {namespace}/{name} stuck in {phase}"
+            await asyncio.sleep(2)
+    finally:
+        await asyncio.to_thread(kube.delete, "v1", "Pod", name, namespace)
+
+
+async def _pod_ip(api: Any, namespace: str, label: str) -> str:
+    pods = await asyncio.to_thread(Kube(api).list, "v1", "Pod", namespace, label)
+    ips = [p["status"]["podIP"] for p in pods if (p.get("status") or {}).get("podIP")]
+    assert ips, f"no running pod {label} in {namespace}"
+    return ips[0]
+
+
+async def test_two_learners_play_the_course_isolated_and_one_pauses() -> None:
     from bot.commands.sandbox import build_backend
 
     backend = build_backend(os.environ["HOST_KUBECONFIG"])
     backend.poll = 3.0
     course = load_course()
-    ch2 = course.find_chapter(2)
-    objectives = [o for task in course.tasks(ch2) for o in task.objectives]
-    learner = f"cluster-test-{secrets.token_hex(3)}"
+    run = secrets.token_hex(3)
+    learners = [f"cluster-test-{run}-a", f"cluster-test-{run}-b"]
+    apis: dict[str, Any] = {}
     try:
-        events = [e async for e in backend.provision(learner)]
-        assert events[-1].step == "ready", events[-1].message
-        api = await backend.client_for(learner)
-        try:
-            paths = [p for p in solution_manifests(course, ch2 + 1)]
-            done = await asyncio.to_thread(lambda: apply_all(Kube(api), load_manifests(paths)))
-            assert done
-            reader = ClusterReader(api)
-            deadline = time.monotonic() + 600
-            while True:
-                snap = await asyncio.to_thread(reader.read, kinds_for(objectives))
-                results = evaluate_all(objectives, snap)
-                if all(r.passed for r in results):
-                    break
-                assert time.monotonic() < deadline, [r.reason for r in results if not r.passed]
-                await asyncio.sleep(5)
-        finally:
-            api.close()
-        kubeconfig = await backend.kubeconfig_for(learner)
-        assert "server: https://" in kubeconfig
+        async def provision(who: str) -> list[Any]:
+            return [e async for e in backend.provision(who)]
+
+        results = await asyncio.gather(*(provision(who) for who in learners))
+        for who, events in zip(learners, results, strict=True):
+            assert events[-1].step == "ready", (who, events[-1].message)
+            apis[who] = await backend.client_for(who)
+            assert "server: https://" in await backend.kubeconfig_for(who)
+
+        paused = learners[0]
+        for index in range(len(course.chapters)):
+            await asyncio.gather(*(_apply_chapter(apis[w], course, index) for w in learners))
+            if index == 3:  # mid-chapter: the work is done, the checks not yet run; an idle
+                await backend.pause(paused)  # pause, and the learner comes back to finish
+                apis[paused].close()
+                events = [e async for e in backend.resume(paused)]
+                assert events[-1].step == "ready", events[-1].message
+                apis[paused] = await backend.client_for(paused)
+            await asyncio.gather(*(_passes(apis[w], _objectives(course, index),
+                                           f"{w} chapter {index}") for w in learners))  # fmt: skip
+            if index == 4:
+                for w in learners:
+                    url = "http://life-support-service.life-support:8080"
+                    assert not await _probe(apis[w], "research", url), "research reached life support"
+                    assert await _probe(apis[w], "life-support", url), "life support is unreachable"
+
+        # The two learners can't reach each other, nor the cloud metadata address.
+        for me, them in (learners, learners[::-1]):
+            ip = await _pod_ip(apis[them], "life-support", "app=atmospheric-control")
+            assert not await _probe(apis[me], "default", f"http://{ip}:9898"), f"{me} -> {them}"
+            assert not await _probe(apis[me], "default", "http://169.254.169.254/")
     finally:
-        await backend.delete(learner)
+        for api in apis.values():
+            api.close()
+        for who in learners:
+            await backend.delete(who)
         await backend.close()
