@@ -464,12 +464,14 @@ class VClusterBackend(SandboxBackend):
             await self._wait(lambda: self._api_ready(ns), "virtual API server")
             yield ProgressEvent(learner_id, "api", "API server reachable")
             restored, lost = await asyncio.to_thread(self._restore_bare_pods, ns)
-            if restored or lost:
+            ready = "sandbox ready"
+            if restored or lost:  # said in the last event too: transports keep the last line
                 text = f"restored {len(restored)} standalone pod(s)"
                 text += f": {', '.join(restored)}" if restored else ""
                 text += f"; could not restore: {', '.join(lost)}" if lost else ""
                 yield ProgressEvent(learner_id, "api", text)
-            yield ProgressEvent(learner_id, "ready", "sandbox ready", done=True)
+                ready += f" ({text})"
+            yield ProgressEvent(learner_id, "ready", ready, done=True)
         except SandboxError as exc:
             yield ProgressEvent(learner_id, "failed", str(exc), done=True)
 

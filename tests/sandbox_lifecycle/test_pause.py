@@ -65,6 +65,7 @@ async def test_pause_waits_for_zero_and_resume_restores_bare_pods(emu, fake, sto
     restored = next(e.message for e in events if e.message.startswith("restored"))
     for ref in before:
         assert ref in restored
+        assert ref in events[-1].message  # the last line, which transports keep, says it too
     after = _bare_pods(vc)
     assert set(after) == set(before)
     for ref, pod in before.items():
