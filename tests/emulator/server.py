@@ -111,6 +111,9 @@ BY_GV_PLURAL: dict[tuple[str, str], KindInfo] = {(k.group_version, k.plural): k 
 _NO_STATUS_SUBRESOURCE = {"ConfigMap", "Secret", "ServiceAccount", "Endpoints", "EndpointSlice",
                           "Event", "StorageClass", "Role", "RoleBinding", "ClusterRole",
                           "ClusterRoleBinding", "LimitRange", "NetworkPolicy"}
+# Kinds in the "all" category (``kubectl get all``), as the API server lists them.
+_CATEGORY_ALL = {"Pod", "Service", "Deployment", "ReplicaSet", "StatefulSet",
+                 "HorizontalPodAutoscaler"}
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -684,6 +687,8 @@ def _discovery_resources(gv: str) -> list[Obj]:
             continue
         out.append({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced,
                     "kind": k.kind, "verbs": _VERBS, "shortNames": list(k.short_names)})
+        if k.kind in _CATEGORY_ALL:
+            out[-1]["categories"] = ["all"]
         if k.kind not in _NO_STATUS_SUBRESOURCE:
             out.append({"name": f"{k.plural}/status", "singularName": "", "namespaced":
                         k.namespaced, "kind": k.kind, "verbs": ["get", "patch", "update"]})

@@ -1071,7 +1071,10 @@ class Controllers:
             return self._save_hpa(h, status)
         wanted = max(proposals) if proposals else current
         now = time.monotonic()
-        recs = [r for r in self._hpa_recs.get(_uid(h), []) if now - r[0] < 300] + [(now, wanted)]
+        # a new autoscaler starts from the current size, so it scales down only after the
+        # five-minute stabilisation window, like the HPA controller
+        seen = self._hpa_recs.get(_uid(h)) or [(now, current)]
+        recs = [r for r in seen if now - r[0] < 300] + [(now, wanted)]
         self._hpa_recs[_uid(h)] = recs
         if wanted < current:  # scale-down stabilisation: the highest of the last five minutes
             wanted = min(current, max(r[1] for r in recs))

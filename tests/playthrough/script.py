@@ -1,0 +1,159 @@
+"""The learner's path through a chapter, read from the chapter itself.
+
+Every ``kubectl`` line of the task's ``bash`` code blocks, in order, is a step. The files
+those steps use are the ones ``kepler play`` writes for the task (its ``manifests``), except
+that a complete manifest the chapter shows on screen (a ``yaml`` block with ``apiVersion``,
+``kind`` and a name) replaces the object of the same kind and name: what the learner reads
+is what runs. So text and checks cannot drift apart.
+
+Lines a non-interactive test cannot type are adapted or skipped, each with the reason: a
+watch (``-w``) or follow (``-f``) runs once without it; interactive ``run --rm -it``,
+``exec``, ``port-forward`` and ``top`` are skipped, as are lines with a ``<placeholder>``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from bot.content.course import Course
+from bot.content.schema import TaskBeat
+
+MUTATING = {"create", "apply", "delete", "label", "annotate", "set", "run", "expose", "scale",
+            "patch", "autoscale", "cordon", "uncordon", "taint", "replace", "drain"}
+_FENCE = re.compile(r"```(\w*)[^\n]*\n(.*?)```", re.S)
+
+
+@dataclass(frozen=True)
+class Step:
+    argv: tuple[str, ...]  # kubectl's arguments
+    line: str  # as the chapter shows it
+
+    @property
+    def mutating(self) -> bool:
+        verb = self.argv[0] if self.argv else ""
+        if verb == "rollout":
+            return len(self.argv) > 1 and self.argv[1] in ("undo", "restart", "pause", "resume")
+        return verb in MUTATING
+
+
+@dataclass
+class LearnerPath:
+    chapter: int  # chapter number
+    steps: list[Step]
+    files: dict[str, str]  # file name -> text, as the learner has them
+    shown: set[str] = field(default_factory=set)  # files whose objects the chapter shows
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (line, why)
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in self.files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return folder
+
+    # -- mistakes: a changed copy of the path --
+
+    def edit_file(self, name: str, old: str, new: str, count: int = 1) -> LearnerPath:
+        text = self.files[name]
+        assert text.count(old) >= count, f"{old!r} not in {name}"
+        return replace(self, files={**self.files, name: text.replace(old, new, count)})
+
+    def edit_steps(self, old: str, new: str) -> LearnerPath:
+        hits = [s for s in self.steps if old in s.line]
+        assert hits, f"no step contains {old!r}"
+        return replace(self, steps=[_parse(s.line.replace(old, new)) if old in s.line else s
+                                    for s in self.steps])
+
+    def drop_steps(self, keep: Callable[[Step], bool] | str) -> LearnerPath:
+        test = (lambda s: keep not in s.line) if isinstance(keep, str) else keep
+        kept = [s for s in self.steps if test(s)]
+        assert len(kept) < len(self.steps), "no step was dropped"
+        return replace(self, steps=kept)
+
+    def add_steps(self, *lines: str) -> LearnerPath:
+        return replace(self, steps=[*self.steps, *(_parse(line) for line in lines)])
+
+
+def _parse(line: str) -> Step:
+    argv = shlex.split(line, comments=True)
+    assert argv and argv[0] == "kubectl", line
+    return Step(tuple(argv[1:]), line)
+
+
+def _adapt(argv: list[str]) -> tuple[list[str] | None, str]:
+    """A runnable form of the line, or ``None`` and why it is skipped."""
+    if any(re.fullmatch(r".*<[\w-]+>.*", a) for a in argv):
+        return None, "a placeholder the learner fills in"
+    verb = argv[0] if argv else ""
+    if verb in ("exec", "port-forward", "attach", "proxy", "edit"):
+        return None, f"`kubectl {verb}` needs a live container or a terminal"
+    if verb == "top":
+        return None, "the metrics API (kubectl top) is not simulated"
+    if verb == "run" and any(a in ("-it", "-ti", "-i", "--stdin", "--tty", "-t", "--rm")
+                             for a in argv):
+        return None, "an interactive pod (run --rm -it) needs a terminal"
+    out = [a for a in argv if a not in ("-w", "--watch", "-f", "--follow")
+           or (a == "-f" and verb != "logs")]
+    why = "runs once, without watching" if len(out) != len(argv) else ""
+    return out, why
+
+
+def _bash_lines(text: str) -> list[str]:
+    lines, cur = [], ""
+    for raw in text.splitlines():
+        cur += raw.rstrip()
+        if cur.endswith("\\"):
+            cur = cur[:-1] + " "
+            continue
+        if cur.strip():
+            lines.append(cur.strip())
+        cur = ""
+    return lines
+
+
+def _key(doc: dict) -> tuple[str, str]:
+    return str(doc.get("kind")), str((doc.get("metadata") or {}).get("name"))
+
+
+def learner_path(course: Course, number: int) -> LearnerPath:
+    index = course.find_chapter(number)
+    [task] = [b for b in course.chapters[index].beats if isinstance(b, TaskBeat)]
+    text = task.instructions
+    files = {m.file: course.manifest_path(index, m.file).read_text(encoding="utf-8")
+             for m in task.manifests}
+    steps: list[Step] = []
+    skipped: list[tuple[str, str]] = []
+    screen: dict[tuple[str, str], str] = {}
+    for lang, body in _FENCE.findall(text):
+        if lang in ("bash", "sh", "shell", "console", ""):
+            for line in _bash_lines(body):
+                argv = shlex.split(line, comments=True)
+                if not argv or argv[0] != "kubectl":
+                    if argv:
+                        skipped.append((line, "not a kubectl command"))
+                    continue
+                runnable, why = _adapt(argv[1:])
+                if runnable is None:
+                    skipped.append((line, why))
+                    continue
+                if why:
+                    skipped.append((line, why))
+                steps.append(Step(tuple(runnable), line))
+        elif lang in ("yaml", "yml"):
+            for doc in yaml.safe_load_all(body):
+                if isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind") and \
+                        (doc.get("metadata") or {}).get("name"):
+                    screen[_key(doc)] = yaml.safe_dump(doc, sort_keys=False)
+    shown: set[str] = set()
+    for name, content in list(files.items()):
+        docs = [d for d in yaml.safe_load_all(content) if isinstance(d, dict)]
+        if docs and any(_key(d) in screen for d in docs):
+            files[name] = "---\n".join(screen.get(_key(d), yaml.safe_dump(d, sort_keys=False))
+                                       for d in docs)
+            shown.add(name)
+    return LearnerPath(number, steps, files, shown, skipped)

@@ -1,0 +1,71 @@
+"""Each chapter played as a learner plays it: the chapter's own commands and files, typed with
+real kubectl against the simulated cluster, while the story watches through the live loop of
+``kepler play``. The story must unlock by itself within 2 s of the cluster settling.
+
+The 2 s bound is measured from the simulator's settle point (its last write once the
+controllers went idle) to the engine's unlock, not from wall-clock command times, so a slow
+machine delays both ends alike. Reproduce: ``uv run pytest tests/playthrough -q``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bot.content.course import Course
+from tests.playthrough.conftest import Campaign
+from tests.playthrough.player import Player
+from tests.playthrough.script import learner_path
+
+CHAPTERS = [1, 2, 3, 4, 5, 6]
+UNLOCK_BOUND = float(os.environ.get("KEPLER_UNLOCK_BOUND", "2.0"))  # the issue's 2 s
+
+
+@pytest.mark.parametrize("number", CHAPTERS)
+def test_every_chapter_shows_commands_to_type(course: Course, number: int) -> None:
+    path = learner_path(course, number)
+    assert path.steps, f"chapter {number} shows no kubectl command in its task"
+    if number > 1:
+        assert any(s.mutating for s in path.steps), f"chapter {number} changes nothing"
+    used = {a for s in path.steps for a in s.argv if a.endswith((".yaml", ".yml"))}
+    assert used <= set(path.files), f"chapter {number} uses files it does not provide: " \
+        f"{sorted(used - set(path.files))}"
+
+
+@pytest.mark.parametrize("number", CHAPTERS)
+async def test_the_chapter_unlocks_by_itself(course: Course, campaign: Campaign, number: int,
+                                             tmp_path: Path, request: pytest.FixtureRequest
+                                             ) -> None:
+    if number == 1:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "chapter 1's work (kubectl get/describe nodes) changes nothing in the cluster, and "
+            "the live loop (bot/engine/live.py) re-checks only on a change after the task's "
+            "kinds were read once (here by the Think First fact, ready_nodes): objective "
+            "ch01 nodes-ready is never re-judged, so the story waits for an explicit check")))
+    sim = campaign.before(number, tmp_path)
+    path = learner_path(course, number)
+    async with Player(course, sim, tmp_path) as player:
+        await player.open_task(number)
+        await player.read_the_task()
+        await player.type(path)
+        delay = await player.unlock_delay(UNLOCK_BOUND)
+    print(f"chapter {number}: unlocked {delay:+.2f} s after the cluster settled")
+    assert delay <= UNLOCK_BOUND
+
+
+@pytest.mark.parametrize("number", CHAPTERS)
+async def test_nothing_unlocks_before_the_learner_acts(course: Course, campaign: Campaign,
+                                                       number: int, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    if number == 1:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "objective ch01 nodes-ready (nodes_ready, min 1) already holds on a fresh cluster, "
+            "so chapter 1 completes before the learner types anything (issue 13)")))
+    sim = campaign.before(number, tmp_path)
+    async with Player(course, sim, tmp_path) as player:
+        await player.open_task(number)
+        await player.check()  # the learner asks for a check before doing anything
+        assert player.unlocked_at is None, f"chapter {number} unlocked with no work done"
+        assert await player.failing(), "the check found nothing open"
