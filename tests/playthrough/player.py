@@ -32,6 +32,7 @@ class Check:
     started: float
     ended: float
     passed: bool
+    error: bool = False
 
 
 @dataclass
@@ -48,7 +49,8 @@ class Player:
     def _observe(self, event: str, **fields: Any) -> None:
         now = time.monotonic()
         if event == "check":
-            self.checks.append(Check(now - float(fields["seconds"]), now, bool(fields["passed"])))
+            self.checks.append(Check(now - float(fields["seconds"]), now, bool(fields["passed"]),
+                                     bool(fields.get("error"))))
         elif event == "unlock" and self.unlocked_at is None:
             self.unlocked_at = now
 
@@ -100,10 +102,11 @@ class Player:
         while not self.checks and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
-    async def check(self) -> None:
-        """The learner types ``check``."""
+    async def check(self) -> list[str]:
+        """The learner types ``check``; returns what the story answers."""
         await asyncio.to_thread(self.sim.settle)
-        await self.engine.check(self.mission_id, LEARNER, explicit=True)
+        said = await self.engine.check(self.mission_id, LEARNER, explicit=True)
+        return [o.text for o in said]
 
     async def type(self, path: LearnerPath, *, reads: bool = True) -> None:
         """Run the path's kubectl lines, in order, in the folder holding its files (``reads``:
@@ -144,18 +147,19 @@ class Player:
                     f"checks since settle: {[c for c in self.checks if c.ended > settled]}")
         raise AssertionError(f"the cluster kept changing for {patience} s")
 
-    async def judged_after_settle(self, patience: float = 15.0) -> float:
-        """Wait for the cluster to settle and for a check that started after it; return the
-        settle time. Fails if the live loop never re-checks."""
+    async def judged_after_settle(self, patience: float = 3.0) -> None:
+        """Wait for the cluster to settle and for the live loop to look at it (at most
+        ``patience`` seconds: it looks only when something it watches changed), then type
+        ``check``, whose answer the learner reads (and :meth:`failing` returns)."""
         settled = await asyncio.to_thread(self.sim.settle)
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             if self.sim.last_write > settled:
                 settled = await asyncio.to_thread(self.sim.settle)
             if any(c.started >= settled for c in self.checks):
-                return settled
+                break
             await asyncio.sleep(0.02)
-        raise AssertionError(f"no check ran within {patience} s after the cluster settled")
+        await self.check()
 
     async def failing(self) -> dict[str, str]:
         """Objective id → reason, for the objectives the last check found open."""

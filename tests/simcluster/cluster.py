@@ -212,6 +212,26 @@ class SimCluster:
                         return self.last_write
         raise TimeoutError(f"simulated cluster {self.name} did not settle in {timeout}s")
 
+    def set_node_ready(self, ready: bool) -> None:
+        """The node's kubelet stops (or resumes) posting status: NotReady and tainted, as
+        the node lifecycle controller leaves it."""
+        with self.cluster.lock:
+            node = self.cluster.get("Node", NODE)
+            assert node is not None
+            for c in node["status"]["conditions"]:
+                if c["type"] == "Ready":
+                    c.update({"status": "True", "reason": "KubeletReady",
+                              "message": "kubelet is posting ready status"} if ready else
+                             {"status": "Unknown", "reason": "NodeStatusUnknown",
+                              "message": "Kubelet stopped posting node status."})
+                    c["lastTransitionTime"] = now_iso()
+            node["spec"]["taints"] = [] if ready else [
+                {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule",
+                 "timeAdded": now_iso()}]
+            if ready:
+                del node["spec"]["taints"]
+            self.cluster.put(node)
+
     def set_load(self, namespace: str, service: str, millicores: int) -> None:
         """Send ``millicores`` of CPU work through ``service`` (spread over its ready pods)."""
         with self.cluster.lock:

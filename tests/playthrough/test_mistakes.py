@@ -1,0 +1,218 @@
+"""Plausible mistakes must not unlock the story, and the open objective's reason must name the
+problem. Each mistake is the chapter's own path with one change a learner could make (a
+typo, a wrong namespace, a skipped step), typed with real kubectl against the simulated
+cluster while the live loop watches; what the cluster then shows follows Kubernetes' rules,
+never the objectives'.
+
+A mistake the course still accepts is marked ``xfail(strict=True)`` naming the objective, so
+the mark must go when the objective is fixed. Reproduce: ``uv run pytest tests/playthrough``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.content.course import Course
+from tests.playthrough.conftest import Campaign
+from tests.playthrough.player import Player
+from tests.playthrough.script import LearnerPath, Step
+from tests.simcluster import NODE, SimCluster
+
+PODINFO = "ghcr.io/stefanprodan/podinfo"
+RESOURCES = """          resources:
+            requests:
+              memory: "64Mi"
+              cpu: "50m"
+            limits:
+              memory: "128Mi"
+              cpu: "200m"
+"""
+
+
+@dataclass(frozen=True)
+class Mistake:
+    chapter: int
+    id: str
+    change: Callable[[LearnerPath], LearnerPath]
+    objective: str  # the objective that must stay open
+    names: str  # regex: what an open objective's reason must mention (case-insensitive)
+    accepted: str = ""  # why the course still accepts it (xfail), naming the objective
+    then: Callable[[SimCluster], None] | None = None  # something that happens to the cluster
+
+    def __str__(self) -> str:
+        return f"ch{self.chapter}-{self.id}"
+
+
+def _same(p: LearnerPath) -> LearnerPath:
+    return p
+
+
+def _nth_dropped(text: str, n: int) -> Callable[[LearnerPath], LearnerPath]:
+    """Drop the ``n``-th step (from 0) whose line contains ``text``."""
+    def change(p: LearnerPath) -> LearnerPath:
+        hits = [i for i, s in enumerate(p.steps) if text in s.line]
+        drop = hits[n]
+        return p.drop_steps(lambda s: s is not p.steps[drop])
+    return change
+
+
+def _before(text: str, *lines: str) -> Callable[[LearnerPath], LearnerPath]:
+    """Insert ``lines`` before the first step containing ``text``."""
+    def change(p: LearnerPath) -> LearnerPath:
+        i = next(i for i, s in enumerate(p.steps) if text in s.line)
+        extra = [Step(tuple(line.split()[1:]), line) for line in lines]
+        return LearnerPath(p.chapter, [*p.steps[:i], *extra, *p.steps[i:]], p.files, p.shown,
+                           p.skipped)
+    return change
+
+
+MISTAKES: list[Mistake] = [
+    # --- chapter 1: the survey -------------------------------------------------------------
+    Mistake(1, "kubelet-stopped", _same, "nodes-ready", r"Ready",
+            then=lambda sim: sim.set_node_ready(False)),
+    Mistake(1, "node-deleted", lambda p: p.add_steps(f"kubectl delete node {NODE}"),
+            "nodes-ready", r"Ready node"),
+    Mistake(1, "node-cordoned", lambda p: p.add_steps(f"kubectl cordon {NODE}"),
+            "nodes-ready", r"cordon|unschedulable|SchedulingDisabled",
+            accepted="objective ch01 nodes-ready (nodes_ready) counts a cordoned node "
+                     "(SchedulingDisabled: it takes no new services) as operational"),
+    # --- chapter 2: life support -----------------------------------------------------------
+    Mistake(2, "deployment-in-another-namespace",
+            lambda p: _before("create -f life-support-deployment.yaml",
+                              "kubectl create namespace research")(
+                p.edit_steps("create -f life-support-deployment.yaml",
+                             "create -f life-support-deployment.yaml -n research")),
+            "life-support-rollout", r"namespace|default",
+            accepted="objectives ch02 life-support-rollout and life-support-pods name no "
+                     "namespace, so a Deployment in research passes"),
+    Mistake(2, "typo-in-image",
+            lambda p: p.edit_file("life-support-deployment.yaml", "podinfo:6.7.1",
+                                  "podinfo:6.7.11"),
+            "life-support-rollout", r"image|pull|6\.7\.11"),
+    Mistake(2, "label-mismatch",
+            lambda p: p.edit_file("life-support-deployment.yaml", "app: atmospheric-control",
+                                  "app: atmospheric-controls", count=3),
+            "life-support-pods", r"app=atmospheric-control|label"),
+    Mistake(2, "no-requests-or-limits",
+            lambda p: p.edit_file("life-support-deployment.yaml", RESOURCES, ""),
+            "life-support-rollout", r"request|limit|resource",
+            accepted="no ch02 objective judges the seed's 'resource allocation within "
+                     "specified limits': a Deployment without requests or limits passes"),
+    # --- chapter 3: the vault --------------------------------------------------------------
+    Mistake(3, "claim-without-a-class",
+            lambda p: p.edit_file("research-data-pvc.yaml", "spec:\n",
+                                  'spec:\n  storageClassName: ""\n'),
+            "vault-claim-bound", r"class|Pending|not Bound"),
+    Mistake(3, "typo-in-claim-name",
+            lambda p: p.edit_file("data-recovery-pod.yaml", "claimName: research-data-claim",
+                                  "claimName: research-data"),
+            "recovery-running", r"research-data|claim|Pending|not found"),
+    Mistake(3, "claim-in-another-namespace",
+            lambda p: _before("create -f research-data-pvc.yaml",
+                              "kubectl create namespace research")(
+                p.edit_steps("create -f research-data-pvc.yaml",
+                             "create -f research-data-pvc.yaml -n research")),
+            "vault-claim-bound", r"namespace|default|not found|missing"),
+    Mistake(3, "proof-skipped", _nth_dropped("delete pod data-recovery-service", 0),
+            "vault-claim-bound", r"recreat|restart|outlive|surviv|again|delete",
+            accepted="no ch03 objective asks for step 4 (delete the recovery pod and create "
+                     "it again): the chapter unlocks before the proof that data survives"),
+    # --- chapter 4: bulkheads --------------------------------------------------------------
+    Mistake(4, "deny-policy-in-the-wrong-namespace",
+            lambda p: p.edit_file("default-deny-policy.yaml", "namespace: communications",
+                                  "namespace: default"),
+            "communications-sealed", r"communications|missing"),
+    Mistake(4, "sections-not-labelled",
+            lambda p: p.drop_steps(lambda s: s.argv[:2] != ("label", "namespace")),
+            "sections-created", r"label"),
+    Mistake(4, "service-selector-mismatch",
+            lambda p: p.edit_file("life-support-service.yaml", "app: atmospheric-control",
+                                  "app: life-support"),
+            "life-support-address", r"endpoint|select|match|pod"),
+    Mistake(4, "life-support-left-in-default",
+            lambda p: p.drop_steps("delete deployment life-support-system").edit_file(
+                "life-support-deployment.yaml", "namespace: life-support", "namespace: default"),
+            "life-support-relocated", r"life-support"),
+    # --- chapter 5: the array --------------------------------------------------------------
+    Mistake(5, "target-port-nothing-listens-on",
+            lambda p: p.edit_file("communication-services.yaml", "targetPort: http",
+                                  "targetPort: 8080"),
+            "signal-service-endpoints", r"port|8080|listen",
+            accepted="objective ch05 signal-service-endpoints (service_endpoints) reads ready "
+                     "endpoints only; Kubernetes fills them for a targetPort (8080) that no "
+                     "container listens on"),
+    Mistake(5, "typo-in-the-new-image",
+            lambda p: p.edit_steps("podinfo:6.7.1", "podinfo:6.7.2").drop_steps(
+                lambda s: s.argv[:2] != ("rollout", "status")),
+            "signal-processor-updated", r"image|pull|6\.7\.1|6\.7\.2|roll"),
+    Mistake(5, "update-forgotten", lambda p: p.drop_steps("set image"),
+            "signal-processor-updated", r"6\.7\.1|image|roll"),
+    Mistake(5, "internal-policy-in-the-wrong-namespace",
+            lambda p: p.edit_file("communications-internal-policy.yaml",
+                                  "namespace: communications", "namespace: default"),
+            "array-path-open", r"communications|missing"),
+    Mistake(5, "bulkhead-removed",
+            lambda p: p.add_steps("kubectl delete networkpolicy default-deny-all "
+                                  "-n communications"),
+            "array-path-open", r"default-deny-all|seal|deny",
+            accepted="no ch05 objective watches chapter 4's default-deny-all: deleting it "
+                     "leaves communications open and chapter 5 still unlocks"),
+    # --- chapter 6: orchestration ----------------------------------------------------------
+    Mistake(6, "autoscaler-targets-a-typo",
+            lambda p: p.edit_file("research-autoscaler.yaml", "name: atmospheric-analysis",
+                                  "name: atmospheric-analyzer"),
+            "autoscaler-armed", r"atmospheric-analy|target|scale"),
+    Mistake(6, "no-cpu-requests",
+            lambda p: p.edit_file("atmospheric-analysis-deployment.yaml",
+                                  RESOURCES.replace('"200m"', '"250m"'), ""),
+            "autoscaler-armed", r"request|cpu|metric"),
+    Mistake(6, "load-balancer-as-cluster-ip",
+            lambda p: p.edit_file("station-load-balancers.yaml", "type: LoadBalancer",
+                                  "type: ClusterIP"),
+            "research-load-balancer", r"LoadBalancer|type"),
+    Mistake(6, "life-support-lb-in-research",
+            lambda p: p.edit_file("station-load-balancers.yaml",
+                                  "name: life-support-lb\n  namespace: life-support",
+                                  "name: life-support-lb\n  namespace: research"),
+            "life-support-balanced", r"life-support|namespace|endpoint|missing"),
+]
+
+
+def _params() -> list[object]:
+    out = []
+    for m in MISTAKES:
+        marks = [pytest.mark.xfail(strict=True, reason=m.accepted)] if m.accepted else []
+        out.append(pytest.param(m, id=str(m), marks=marks))
+    return out
+
+
+def test_at_least_three_mistakes_per_chapter() -> None:
+    for chapter in range(1, 7):
+        assert sum(m.chapter == chapter for m in MISTAKES) >= 3, chapter
+
+
+@pytest.mark.parametrize("mistake", _params())
+async def test_a_mistake_does_not_unlock(course: Course, campaign: Campaign, mistake: Mistake,
+                                         tmp_path: Path) -> None:
+    from tests.playthrough.script import learner_path
+
+    sim = campaign.before(mistake.chapter, tmp_path)
+    path = mistake.change(learner_path(course, mistake.chapter))
+    async with Player(course, sim, tmp_path) as player:
+        await player.open_task(mistake.chapter)
+        await player.type(path, reads=False)
+        if mistake.then is not None:
+            mistake.then(sim)
+        await player.judged_after_settle()
+        failing = await player.failing()
+        assert player.unlocked_at is None, f"{mistake}: the story unlocked"
+        assert mistake.objective in failing, (
+            f"{mistake}: objective {mistake.objective} holds; open: {failing}")
+        # the learner reads every open objective's reason: one of them must name the problem
+        assert any(re.search(mistake.names, r, re.I) for r in failing.values()), (
+            f"{mistake}: no reason names the problem ({mistake.names!r}): {failing}")
