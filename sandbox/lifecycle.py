@@ -405,8 +405,13 @@ class SandboxManager:
         made = 0
         try:
             infos = await self.backend.list()
-            have = sum(1 for i in infos if i.learner_id is None and i.phase in ("spare",
-                                                                                 "provisioning"))
+            spares = [i for i in infos if i.learner_id is None and i.phase in ("spare",
+                                                                               "provisioning")]
+            if self.pool is not None:  # a spare on a drained host is never claimed: it goes
+                for info in [i for i in spares if i.host in self.pool.drained]:
+                    await self._delete_orphan(info)
+                    spares.remove(info)
+            have = len(spares)
             for _ in range(max(0, self.policy.warm_pool - have)):
                 async for event in self.backend.provision_spare():
                     if event.step == "ready":

@@ -228,3 +228,19 @@ async def test_a_class_starting_together_respects_every_cap(emu, pool, store) ->
     assert sorted((await hosts_of(store)).values()) == sorted(HOSTS * 2)
     for host in HOSTS:
         assert len(sandboxes_on(emu, host)) == 2
+
+
+async def test_warm_spares_spread_and_leave_a_drained_host(emu, pool, store) -> None:
+    m = manager(pool, store, warm_pool=3)
+    assert await m.refill() == 3
+    spares = {h: len([n for n in emu[h].list("Namespace")
+                      if n["metadata"]["labels"].get("kepler.station/spare") == "true"])
+              for h in HOSTS}  # fmt: skip
+    assert spares == dict.fromkeys(HOSTS, 1)
+    await m.drain("ams")
+    assert await m.refill() == 1  # the one on ams is deleted and replaced elsewhere
+    left = [n for n in emu["ams"].list("Namespace")
+            if n["metadata"]["labels"].get("kepler.station/spare") == "true"]
+    assert left == []
+    await drain(m.ensure("ada"))  # claims a spare, never from the drained host
+    assert (await store.get_sandbox("ada")).host in {"fra", "par"}
