@@ -51,6 +51,7 @@ from sandbox.provision import L_SPARE
 
 log = logging.getLogger(__name__)
 DRAIN_SCOPE = "sandbox-hosts"  # store settings: key = host name, value "drained"
+DOWN_SCOPE = "sandbox-hosts-down"  # host name -> "told": its learners heard HOST_DOWN
 Notify = Callable[[str, str], Awaitable[None]]  # (learner_id, message)
 
 
@@ -86,7 +87,7 @@ class SandboxManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._refilling = False
         self.pool = backend if isinstance(backend, HostPool) else None
-        self._told_down: set[str] = set()  # hosts whose learners heard HOST_DOWN
+        self._told_down: set[str] | None = None  # hosts whose learners heard HOST_DOWN
 
     def _lock(self, learner_id: str) -> asyncio.Lock:
         return self._locks.setdefault(learner_id, asyncio.Lock())
@@ -373,6 +374,9 @@ class SandboxManager:
             return
         await self.drained()
         await self.pool.scan(probe_down=True)
+        if self._told_down is None:  # kept in the store: a restart neither repeats nor forgets
+            self._told_down = {h for h in self.pool.backends
+                               if await self.store.get_setting(DOWN_SCOPE, h) == "told"}
         gone = self.pool.down - self._told_down
         back = self._told_down - self.pool.down
         if not gone and not back:
@@ -387,6 +391,8 @@ class SandboxManager:
                     await self._tell(record.learner_id, HOST_DOWN)
                 elif record.host in back:
                     await self._tell(record.learner_id, HOST_BACK)
+        for host in gone | back:
+            await self.store.set_setting(DOWN_SCOPE, host, "told" if host in gone else None)
         self._told_down = set(self.pool.down)
 
     async def _promote(self) -> None:

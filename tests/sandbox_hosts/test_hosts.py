@@ -125,6 +125,9 @@ async def test_an_unreachable_host_leaves_the_others_alone(emu, pool, store) -> 
     assert notes == [("a2", HOST_DOWN)]  # told once, in character; nobody else hears a thing
     await m.tick()
     assert notes == [("a2", HOST_DOWN)]
+    restarted = manager(make_pool(emu), store, notes=notes)  # the bot restarts mid-outage
+    await restarted.tick()
+    assert notes == [("a2", HOST_DOWN)]  # not told twice
     assert (await m.reconcile())["forgotten"] == 0  # its records are kept
     assert (await store.get_sandbox("a2")).host == dark
 
