@@ -39,12 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = next((a for a in argv if not a.startswith("-")), None)
     args = build_parser(named if named in COMMANDS else None).parse_args(argv)
     from bot.config import SettingsError
+    from bot.store.errors import StoreError
 
     try:
         return int(args.func(args) or 0)
     except SettingsError as exc:  # a bad variable: one line naming it, no traceback
         print(f"kepler: bad setting: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # corrupt or busy database: which file, and what to do
+        print(f"kepler: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -8,6 +8,7 @@ Manual backups are not pruned. Exit codes: 0 written, 1 failed (one line on stde
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,8 +19,8 @@ from bot.ops.backup import BackupError, backup, backup_name, default_dir
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backup", help="copy the database consistently, even while the bot runs",
                        description=__doc__.splitlines()[0] if __doc__ else None)  # fmt: skip
-    p.add_argument("--to", type=Path, default=None, metavar="PATH",
-                   help="file or folder (default: the backup folder)")  # fmt: skip
+    p.add_argument("--to", default=None, metavar="PATH",
+                   help="file, or folder (an existing one, or any PATH ending in /)")  # fmt: skip
     p.add_argument("--db", default=None, help="database (default: KEPLER_DB)")
     p.set_defaults(func=run)
 
@@ -27,8 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     db = Path(args.db or settings.db)
-    dest: Path = args.to or default_dir(db, settings.backup_dir)
-    if dest.is_dir() or args.to is None or str(args.to).endswith(("/", "\\")):
+    # The raw string: Path("newdir/") drops the slash that says "a folder".
+    to: str | None = args.to
+    dest = Path(to) if to else default_dir(db, settings.backup_dir)
+    if to is None or dest.is_dir() or to.endswith(("/", "\\", os.sep)):
         dest = dest / backup_name(tag="manual")
     try:
         result = backup(db, dest)

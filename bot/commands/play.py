@@ -22,10 +22,11 @@ from bot.engine.engine import Engine, InputError
 from bot.engine.live import LiveLoop
 from bot.engine.ports import Address, Outgoing
 from bot.logs import setup_logging
+from bot.store.exclusive import exclusive
 from bot.store.sqlite import SQLiteStore
 from bot.transports.terminal import Ledger, TerminalTransport
 from bot.voice import BudgetLimits, build_voice
-from sandbox.service import connect_local
+from sandbox.service import ClusterService, connect_local
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,20 @@ async def _play(args: argparse.Namespace, settings: Settings, course: Course) ->
     cluster = connect_local(
         kubeconfig=args.kubeconfig, context=args.context, timeout=settings.check_timeout
     )
+    with exclusive(db):
+        return await _session(args, settings, course, console, db, user, learner_id, cluster)
+
+
+async def _session(
+    args: argparse.Namespace,
+    settings: Settings,
+    course: Course,
+    console: Console,
+    db: str,
+    user: str,
+    learner_id: str,
+    cluster: ClusterService,
+) -> int:
     async with SQLiteStore(db) as store:
         transport = TerminalTransport(
             course, Ledger(Path(db + ".printed")), args.manifests, console

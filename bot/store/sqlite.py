@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from typing import Any
 import aiosqlite
 
 from bot.core.values import Address, Outgoing, Pacing
+from bot.store.errors import StoreCorrupt
 from bot.store.migrations import MIGRATIONS
 from bot.store.records import (
     Learner,
@@ -64,11 +66,21 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = await _connect(self.path)
         self._lock = asyncio.Lock()
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA synchronous=FULL")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
-        await self._conn.execute("PRAGMA busy_timeout=5000")
-        await self.migrate()
+        try:
+            await self._conn.execute("PRAGMA journal_mode=WAL")
+            await self._conn.execute("PRAGMA synchronous=FULL")
+            await self._conn.execute("PRAGMA foreign_keys=ON")
+            await self._conn.execute("PRAGMA busy_timeout=5000")
+            await self.migrate()
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            if isinstance(exc, sqlite3.OperationalError | sqlite3.IntegrityError):
+                raise  # locked, read-only, a bad migration: not a damaged file
+            raise StoreCorrupt(
+                f"{self.path} is not a readable Kepler database ({exc}). Move it aside and "
+                f"restore your last backup: kepler restore BACKUP --db {self.path} (backups "
+                "are in backups/ next to the database unless KEPLER_BACKUP_DIR says otherwise)"
+            ) from None
         if self.path != ":memory:":
             # Reads outside a unit go to a second connection: in WAL mode it sees the last
             # commit without waiting for the unit in progress, so a thousand learners' reads

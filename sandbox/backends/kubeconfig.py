@@ -47,9 +47,14 @@ class KubeconfigBackend(SandboxBackend):
             return self._dict
         path = self.path or Path(KUBE_CONFIG_DEFAULT_LOCATION).expanduser()
         try:
-            return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except OSError as exc:
             raise SandboxError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+        except (UnicodeDecodeError, yaml.YAMLError):  # binary junk, broken YAML: never echo it
+            raise SandboxError(f"kubeconfig {path} is not valid YAML") from None
+        if not isinstance(loaded, dict):
+            raise SandboxError(f"kubeconfig {path} is not a kubeconfig (no mapping at the top)")
+        return loaded
 
     def _client(self) -> client.ApiClient:
         cfg = client.Configuration()
@@ -60,7 +65,10 @@ class KubeconfigBackend(SandboxBackend):
                 KubeConfigLoader(config_dict=self._config_dict(),
                                  active_context=self.context).load_and_set(cfg)  # fmt: skip
         except kconfig.ConfigException as exc:
-            raise SandboxError(f"kubeconfig: {exc}") from None
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise SandboxError(f"kubeconfig: {first}") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # odd shapes inside
+            raise SandboxError(f"kubeconfig is not usable ({type(exc).__name__})") from None
         cfg.retries = False
         return client.ApiClient(cfg)
 
