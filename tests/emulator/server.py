@@ -345,6 +345,10 @@ class Extension:
     def applied(self, info: KindInfo, obj: Obj, manager: str) -> None:
         """A server-side apply by ``manager`` was stored as ``obj``."""
 
+    def groups(self) -> dict[str, list[str]]:
+        """API groups served by :meth:`route` (aggregated APIs), listed in discovery."""
+        return {}
+
     def decode(self, body: bytes, content_type: str) -> Obj | None:
         """A request body in an encoding the emulator does not read (protobuf); ``None``:
         not supported (415)."""
@@ -727,15 +731,18 @@ class _Api:
         if path == "/api":
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs":
                          [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+        groups = _groups()
+        if self.c.extension is not None:
+            groups.update(self.c.extension.groups())
         if path == "/apis":
             return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                 {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
                  "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
-                for g, vs in _groups().items()]}
+                for g, vs in groups.items()]}
         if parts[:1] == ["api"] and len(parts) >= 2:
             gv, rest = parts[1], parts[2:]
-        elif parts[:1] == ["apis"] and len(parts) == 2 and parts[1] in _groups():
-            vs = _groups()[parts[1]]
+        elif parts[:1] == ["apis"] and len(parts) == 2 and parts[1] in groups:
+            vs = groups[parts[1]]
             return 200, {"kind": "APIGroup", "apiVersion": "v1", "name": parts[1], "versions": [
                 {"groupVersion": f"{parts[1]}/{v}", "version": v} for v in vs],
                 "preferredVersion": {"groupVersion": f"{parts[1]}/{vs[0]}", "version": vs[0]}}

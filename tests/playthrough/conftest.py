@@ -43,6 +43,8 @@ class Campaign:
                 files = path.write(self.folder / f"campaign-ch{chapters_done}")
                 for step in path.steps:
                     if step.mutating:
+                        if step.settle_first:
+                            sim.settle()
                         sim.kubectl(*step.argv, cwd=files)
                 sim.settle()
             self._saved[chapters_done] = sim

@@ -114,6 +114,8 @@ class Player:
         folder = path.write(self.folder / f"chapter-{path.chapter}")
         for step in path.steps:
             if reads or step.mutating:
+                if step.settle_first:
+                    await asyncio.to_thread(self.sim.settle)
                 await self.kubectl(step, folder)
         self.typed_at = time.monotonic()
 

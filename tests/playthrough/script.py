@@ -7,8 +7,10 @@ that a complete manifest the chapter shows on screen (a ``yaml`` block with ``ap
 is what runs. So text and checks cannot drift apart.
 
 Lines a non-interactive test cannot type are adapted or skipped, each with the reason: a
-watch (``-w``) or follow (``-f``) runs once without it; interactive ``run --rm -it``,
-``exec``, ``port-forward`` and ``top`` are skipped, as are lines with a ``<placeholder>``.
+watch (``-w``) or follow (``-f``) runs once without it; an interactive ``run --rm -it`` pod
+runs detached until the cluster settles and is then deleted (what ``--rm`` does when the
+session ends); ``exec`` and ``port-forward`` are skipped, as are lines with a
+``<placeholder>``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _FENCE = re.compile(r"```(\w*)[^\n]*\n(.*?)```", re.S)
 class Step:
     argv: tuple[str, ...]  # kubectl's arguments
     line: str  # as the chapter shows it
+    settle_first: bool = False  # let the cluster settle before this step (a session's end)
 
     @property
     def mutating(self) -> bool:
@@ -92,15 +95,29 @@ def _adapt(argv: list[str]) -> tuple[list[str] | None, str]:
     verb = argv[0] if argv else ""
     if verb in ("exec", "port-forward", "attach", "proxy", "edit"):
         return None, f"`kubectl {verb}` needs a live container or a terminal"
-    if verb == "top":
-        return None, "the metrics API (kubectl top) is not simulated"
-    if verb == "run" and any(a in ("-it", "-ti", "-i", "--stdin", "--tty", "-t", "--rm")
-                             for a in argv):
-        return None, "an interactive pod (run --rm -it) needs a terminal"
     out = [a for a in argv if a not in ("-w", "--watch", "-f", "--follow")
            or (a == "-f" and verb != "logs")]
     why = "runs once, without watching" if len(out) != len(argv) else ""
     return out, why
+
+
+_TERMINAL = ("-it", "-ti", "-i", "-t", "--stdin", "--tty", "--rm", "--attach")
+
+
+def _interactive(argv: list[str], line: str) -> list[Step]:
+    """``kubectl run NAME --rm -it ...``: the pod detached, then deleted once the cluster
+    settled (the learner's Ctrl+C); ``[]`` for anything else."""
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    if argv[:1] != ["run"] or not any(a in _TERMINAL for a in head):
+        return []
+    tail = argv[len(head):]
+    kept = [a for a in head if a not in _TERMINAL and not a.startswith(("--rm=", "-i=", "--stdin="))]
+    name = kept[1]
+    ns = [kept[i + 1] for i, a in enumerate(kept[:-1]) if a in ("-n", "--namespace")] + \
+        [a.split("=", 1)[1] for a in kept if a.startswith("--namespace=")]
+    delete = ["delete", "pod", name, *(["-n", ns[0]] if ns else []), "--wait=false"]
+    return [Step(tuple(kept + tail), line),
+            Step(tuple(delete), line + "   # Ctrl+C: --rm deletes the pod", settle_first=True)]
 
 
 def _bash_lines(text: str) -> list[str]:
@@ -143,7 +160,7 @@ def learner_path(course: Course, number: int) -> LearnerPath:
                     continue
                 if why:
                     skipped.append((line, why))
-                steps.append(Step(tuple(runnable), line))
+                steps.extend(_interactive(runnable, line) or [Step(tuple(runnable), line)])
         elif lang in ("yaml", "yml"):
             for doc in yaml.safe_load_all(body):
                 if isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind") and \

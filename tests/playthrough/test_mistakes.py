@@ -208,7 +208,7 @@ async def test_a_mistake_does_not_unlock(course: Course, campaign: Campaign, mis
         await player.type(path, reads=False)
         if mistake.then is not None:
             mistake.then(sim)
-        await player.judged_after_settle()
+        await player.judged_after_settle(patience=0.5)
         failing = await player.failing()
         assert player.unlocked_at is None, f"{mistake}: the story unlocked"
         assert mistake.objective in failing, (

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.emulator import objects as k8s
-from tests.emulator.server import ApiError, Cluster, Extension, KindInfo, KubeEmulator
+from tests.emulator.server import (
+    ApiError,
+    Cluster,
+    Extension,
+    KindInfo,
+    KubeEmulator,
+    parse_label_selector,
+)
 from tests.simcluster import admission, images, openapi, patch, protobuf, tables
 from tests.simcluster.controllers import Controllers, now_iso
 
@@ -47,11 +54,70 @@ class SimExtension(Extension):
             if gv not in openapi.root()["paths"]:
                 return None
             return 200, openapi.gv_document(gv).body, "application/json"
+        if method == "GET" and path.startswith("/apis/metrics.k8s.io"):
+            return self._metrics(path, query)
         parts = path.strip("/").split("/")
         if method == "GET" and len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] \
                 and parts[4] == "pods" and parts[6] == "log":
             return self._log(parts[3], parts[5], query)
         return None
+
+    def groups(self) -> dict[str, list[str]]:
+        return {"metrics.k8s.io": ["v1beta1"]}
+
+    def _metrics(self, path: str, query: dict[str, str]) -> tuple[int, Any, str]:
+        """metrics-server's API (``kubectl top``): usage from the simulated workloads."""
+        gv = "metrics.k8s.io/v1beta1"
+        parts = path.strip("/").split("/")[3:]  # after apis/metrics.k8s.io/v1beta1
+        if not parts:
+            return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+                         "resources": [
+                             {"name": "nodes", "singularName": "", "namespaced": False,
+                              "kind": "NodeMetrics", "verbs": ["get", "list"]},
+                             {"name": "pods", "singularName": "", "namespaced": True,
+                              "kind": "PodMetrics", "verbs": ["get", "list"]}]}, "application/json"
+        ns = None
+        if parts[0] == "namespaces" and len(parts) >= 3:
+            ns, parts = parts[1], parts[2:]
+        stamp = now_iso()
+        window = "10.062s"
+        ctl = self.sim.controllers
+        with self.sim.cluster.lock:
+            wanted = parse_label_selector(query.get("labelSelector", ""))
+            pods = [p for p in self.sim.cluster.list("Pod", ns)
+                    if p.get("status", {}).get("phase") == "Running"
+                    and wanted(p["metadata"].get("labels") or {})]
+            usage = {p["metadata"]["uid"]: ctl.usage(p) for p in pods}
+        if parts[0] == "nodes":
+            cpu = 0.1 + sum(u[0] for u in usage.values())  # the control plane's own share
+            mem = 600 * 1024**2 + sum(u[1] for u in usage.values())
+            items = [{"metadata": {"name": NODE, "creationTimestamp": stamp,
+                                   "labels": (self.sim.get("Node", NODE) or {}).get(
+                                       "metadata", {}).get("labels", {})},
+                      "timestamp": stamp, "window": window,
+                      "usage": {"cpu": f"{round(cpu * 1e9)}n", "memory": f"{round(mem / 1024)}Ki"}}]
+            kind = "NodeMetrics"
+        elif parts[0] == "pods":
+            items = [{"metadata": {"name": p["metadata"]["name"],
+                                   "namespace": p["metadata"]["namespace"],
+                                   "creationTimestamp": stamp,
+                                   "labels": p["metadata"].get("labels", {})},
+                      "timestamp": stamp, "window": window,
+                      "containers": [{"name": c["name"], "usage": {
+                          "cpu": f"{round(usage[p['metadata']['uid']][0] * 1e9 / len(p['spec']['containers']))}n",
+                          "memory": f"{round(usage[p['metadata']['uid']][1] / 1024 / len(p['spec']['containers']))}Ki"}}
+                          for c in p["spec"]["containers"]]} for p in pods]
+            kind = "PodMetrics"
+        else:
+            return 404, ApiError(404, "not found").status, "application/json"
+        if len(parts) > 1:
+            one = next((i for i in items if i["metadata"]["name"] == parts[1]), None)
+            if one is None:
+                err = ApiError(404, f'{parts[0]}.metrics.k8s.io "{parts[1]}" not found')
+                return 404, err.status, "application/json"
+            return 200, {"kind": kind, "apiVersion": gv, **one}, "application/json"
+        return 200, {"kind": f"{kind}List", "apiVersion": gv, "metadata": {},
+                     "items": items}, "application/json"
 
     def _log(self, ns: str, name: str, query: dict[str, str]) -> tuple[int, Any, str]:
         pod = self.sim.cluster.get("Pod", name, ns)

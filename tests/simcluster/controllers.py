@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from tests.simcluster.admission import pod_defaults
 
 Obj = dict[str, Any]
 _ALNUM = "bcdfghjklmnpqrstvwxz2456789"
+GENERATOR_MILLICORES = 300  # CPU a wget loop drives through the pods behind a Service
 
 
 def now_iso() -> str:
@@ -987,7 +989,7 @@ class Controllers:
             b = images.behaviour(c)
             cpu += b.cpu_m / 1000
             mem += b.memory_mi * 1024**2
-        for (ns, svc_name), milli in self.loads.items():
+        for (ns, svc_name), milli in self._all_loads().items():
             svc = self.cluster.get("Service", svc_name, ns)
             if svc is None or ns != _ns(pod):
                 continue
@@ -997,6 +999,23 @@ class Controllers:
                     (_meta(p).get("labels") or {}).get(k) == v for k, v in sel.items())]
                 cpu += milli / 1000 / max(1, len(targets))
         return cpu, mem
+
+    def _all_loads(self) -> dict[tuple[str, str], int]:
+        """Load set by the test, plus every running load generator: a container looping
+        ``wget`` at a Service's address keeps one CPU-bound stream of requests going."""
+        loads = dict(self.loads)
+        for p in self._list("Pod"):
+            if p.get("status", {}).get("phase") != "Running":
+                continue
+            for c in p["spec"].get("containers") or []:
+                cmd = " ".join(str(x) for x in (c.get("command") or []) + (c.get("args") or []))
+                if "wget" not in cmd or not re.search(r"while\s+true", cmd):
+                    continue
+                for host in re.findall(r"https?://([\w.-]+)", cmd):
+                    parts = host.split(".")
+                    key = (parts[1] if len(parts) > 1 and parts[1] != "svc" else _ns(p), parts[0])
+                    loads[key] = loads.get(key, 0) + GENERATOR_MILLICORES
+        return loads
 
     def autoscaler(self, h: Obj) -> None:
         spec = h.get("spec", {})

@@ -276,6 +276,10 @@ spec:
     assert sim.get("Deployment", "calc", "default")["spec"]["replicas"] == 6
     out = sim.kubectl("get", "hpa", "calc").stdout
     assert "cpu: " in out and "/70%" in out
+    # metrics-server's API, as kubectl top reads it: the same simulated usage
+    top = sim.kubectl("top", "pods", "-l", "app=calc").stdout.splitlines()
+    assert len(top) == 7 and all(35 <= int(line.split()[1][:-1]) <= 36 for line in top[1:])
+    assert sim.kubectl("top", "nodes").stdout.splitlines()[1].startswith("kepler-control-plane")
 
 
 def test_apply_three_way_and_server_side_apply_remove_what_was_dropped(sim: SimCluster) -> None:
