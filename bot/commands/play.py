@@ -119,7 +119,9 @@ async def _session(
                 requests_per_minute=settings.voice_per_minute,
             ),
         )
-        engine = Engine(course, store, cluster, voice, transport)
+        engine = Engine(
+            course, store, cluster, voice, transport, fallback=getattr(voice, "scripted", None)
+        )
         address = Address("terminal", "solo", user)
         resumed = await store.find_mission(address)
         await engine.deliver_all()

@@ -35,9 +35,9 @@ from sandbox.objectives import EvalContext, RecoveredObjective
 log = logging.getLogger(__name__)
 
 MAX_INPUT = 4000
+REPLY_WITHIN = 15.0  # seconds: the learner sees a reply by then, whatever the voice does
 MAX_PROFILE = 200  # characters in a free-text profile value (environment)
 MAX_NAME = 80
-JUDGE_TIMEOUT = 30.0
 PROFILE_FIELDS = ("style", "review", "feedback", "environment")
 _MUTABLE = ("chapter", "beat", "emitted", "state", "data", "pacing", "quorum")
 
@@ -58,9 +58,13 @@ class Engine:
         idle_after: float = 3600.0,
         clock: Callable[[], float] = time.time,
         observe: Callable[..., None] | None = None,
+        fallback: Voice | None = None,
+        reply_within: float = REPLY_WITHIN,
     ):
         """``observe(event, **fields)`` hears what metrics want: ``check`` (seconds, learner,
-        passed, error), ``unlock`` (learner, task), ``delivered`` (count)."""
+        passed, error), ``unlock`` (learner, task), ``delivered`` (count). ``fallback``
+        (the scripted crew) speaks when ``voice`` has said nothing ``reply_within`` seconds
+        into a turn, or stalls that long mid-reply."""
         self.course = course
         self.store = store
         self.cluster = cluster
@@ -69,6 +73,8 @@ class Engine:
         self.idle_after = idle_after
         self.clock = clock
         self.observe = observe or (lambda event, **fields: None)
+        self.fallback: Voice = fallback or _Holding()
+        self.reply_within = reply_within
         # Locks live while someone holds or awaits them: a finished mission's lock is
         # forgotten, so ten thousand missions leave no trace here.
         self._locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
@@ -208,7 +214,9 @@ class Engine:
         beat = self._beat(mission)
         if isinstance(beat, QuestionBeat) and mission.state == "running":
             answered = await self.store.answered(mission_id, self._ref(mission).key)
-            if learner_id not in answered:
+            # A question back ("what do you mean by Ready?") is answered, not judged: the
+            # Think First question stays open for the learner's answer.
+            if learner_id not in answered and (beat.choices or not is_question(text)):
                 return await self.answer(mission_id, learner_id, text)
         await self._converse(mission, learner_id, text)
         return []
@@ -616,10 +624,8 @@ class Engine:
             intent=beat.intent,
             fact=fact,
         )
-        try:
-            reply = await asyncio.wait_for(_collect(self.voice.reply(turn)), JUDGE_TIMEOUT)
-        except TimeoutError:
-            return []
+        # Within the deadline, or the scripted rules judge it: the answer is kept either way.
+        reply = await _collect(self._speak(turn))
         await self.store.add_transcript(turn.scope, "learner", learner_id, text)
         await self.store.add_transcript(turn.scope, "crew", "torres", reply)
         return [Outgoing(kind="reply", text=reply, speaker="torres")] if reply else []
@@ -628,6 +634,8 @@ class Engine:
         beat = self._beat(mission)
         beat_text = ""
         objectives: list[tuple[str, bool, str]] = []
+        if isinstance(beat, QuestionBeat):  # a question about the open Think First question
+            beat_text = " ".join(line.text for line in beat.lines)
         if isinstance(beat, TaskBeat):
             beat_text = f"{beat.title}\n{beat.instructions}"
             status = await self.store.objectives(
@@ -645,7 +653,7 @@ class Engine:
             mission, learner_id, "answer", text, beat_text=beat_text, objectives=objectives
         )
         await self.store.add_transcript(turn.scope, "learner", learner_id, text)
-        reply = await self.transport.stream(mission.address, "torres", self.voice.reply(turn))
+        reply = await self.transport.stream(mission.address, "torres", self._speak(turn))
         await self.store.add_transcript(turn.scope, "crew", "torres", reply)
 
     async def _turn(
@@ -674,6 +682,36 @@ class Engine:
             has_cluster=True,
             **extra,
         )
+
+    async def _speak(self, turn: VoiceTurn) -> AsyncIterator[str]:
+        """The voice's reply under a hard deadline: nothing within :attr:`reply_within`
+        seconds (a stalled API, a hung summary) and the fallback speaks instead; a stall as
+        long mid-reply ends the reply there. One log line each, never a traceback."""
+        chunks = aiter(self.voice.reply(turn))
+        said = False
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(anext(chunks), self.reply_within)
+                except StopAsyncIteration:
+                    break
+                said = True
+                yield chunk
+        except TimeoutError:
+            log.warning("voice: no reply within %gs; %s", self.reply_within,
+                        "reply cut short" if said else "scripted line instead")  # fmt: skip
+        except Exception as exc:  # the Voice contract says never; the engine makes sure
+            log.warning("voice: reply failed (%s); scripted line instead", type(exc).__name__)
+        else:
+            if said:
+                return
+        finally:
+            await _close(chunks)
+        if said:
+            yield " …"
+            return
+        async for chunk in self.fallback.reply(turn):
+            yield chunk
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -796,6 +834,42 @@ def _os_of(environment: str) -> str | None:
         if any(w in env for w in words):
             return name
     return None
+
+
+_INTERROGATIVES = frozenset(
+    (
+        *("what", "why", "how", "when", "where", "which", "who", "whom", "whose"),
+        *("can", "could", "should", "would", "will", "may", "might", "must", "shall"),
+        *("is", "are", "am", "was", "were", "do", "does", "did"),
+        *("isn't", "aren't", "doesn't", "don't", "didn't", "wait"),
+    )
+)
+
+
+def is_question(text: str) -> bool:
+    """A question for the crew rather than an answer: it ends in ``?`` and opens like one
+    ("What counts as Ready?"). "Three?" is a hesitant answer and is judged."""
+    words = text.strip().lower().split()
+    return bool(words) and text.rstrip().endswith("?") and words[0].strip(",.:") in _INTERROGATIVES
+
+
+class _Holding:
+    """The fallback when no scripted crew was given: one calm line, in character enough."""
+
+    async def reply(self, turn: VoiceTurn) -> AsyncIterator[str]:
+        if turn.purpose == "judge":
+            yield "Noted. I'll weigh that answer properly when comms clear; we carry on."
+        else:
+            yield "Comms are slow right now. Keep working; ask me again in a minute."
+
+
+async def _close(chunks: AsyncIterator[str]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # a generator that failed while closing has nothing left to say
+            log.debug("voice stream close failed", exc_info=True)
 
 
 async def _collect(chunks: AsyncIterator[str]) -> str:

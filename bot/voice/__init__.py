@@ -81,7 +81,8 @@ def build_voice(
 
     ``store`` provides transcripts/summaries and voice usage (:class:`bot.store.sqlite.SQLiteStore`).
     ``cluster_provider`` maps a learner id to that learner's ``ApiClient`` (or None).
-    ``timeout`` is per HTTP request; keep it under the engine's 30 s judging timeout.
+    ``timeout`` is per HTTP request; whatever it is, the engine shows a scripted line when
+    nothing is said within its 15 s reply deadline (``Engine.reply_within``).
     """
     personas = dict(personas) if personas is not None else load_personas()
     scripted = ScriptedVoice(personas, seed=seed)

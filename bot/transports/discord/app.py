@@ -71,7 +71,7 @@ class App:
         )
         self.engine = Engine(
             course, store, cluster, voice, self.transport, idle_after=idle_after, clock=clock,
-            observe=observe,
+            observe=observe, fallback=getattr(voice, "scripted", None),
         )
         self.actions = Actions(
             self.engine, store, course, manager=manager, backend=backend, spawn=self.spawn,
