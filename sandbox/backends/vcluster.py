@@ -117,7 +117,9 @@ def restorable(pod: Obj) -> Obj:
                 c["volumeMounts"] = mounts
             else:
                 c.pop("volumeMounts", None)
-    for key in ("nodeName", "serviceAccount"):
+    # Set by the server or by admission (Priority, RuntimeClass), which refuses a pod that
+    # brings its own values: let them be computed again.
+    for key in ("nodeName", "serviceAccount", "priority", "preemptionPolicy", "overhead"):
         spec.pop(key, None)
     out_meta: Obj = {"name": meta["name"], "namespace": meta.get("namespace", "default")}
     for key in ("labels", "annotations"):

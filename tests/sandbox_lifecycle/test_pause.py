@@ -46,6 +46,16 @@ async def test_pause_waits_for_zero_and_resume_restores_bare_pods(emu, fake, sto
     assert {"default/atmospheric-processor-backup", "default/data-recovery-service"} <= set(
         before), before
     await _until(lambda: all(p.get("spec", {}).get("nodeName") for p in vc.list("Pod")))
+    with vc.lock:  # as a real API server returns it: admission's priority and token volume
+        pod = vc.get("Pod", "data-recovery-service", "default")
+        pod["spec"]["priority"] = 0
+        pod["spec"].setdefault("volumes", []).append({"name": "kube-api-access-x7k2p",
+                                                      "projected": {"sources": []}})
+        for c in pod["spec"]["containers"]:
+            c.setdefault("volumeMounts", []).append({"name": "kube-api-access-x7k2p",
+                                                     "mountPath": "/var/run/secrets/x"})
+        vc.put(pod)
+    before = _bare_pods(vc)
     synced = {fake.host_name(p) for p in vc.list("Pod")}
     assert synced <= {p["metadata"]["name"] for p in host.list("Pod", ns)}
 
@@ -58,6 +68,7 @@ async def test_pause_waits_for_zero_and_resume_restores_bare_pods(emu, fake, sto
     pods = json.loads(base64.b64decode(saved["data"]["pods"]))
     assert {f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods} == set(before)
     assert all("nodeName" not in p["spec"] and "status" not in p for p in pods)
+    assert all("priority" not in p["spec"] and "uid" not in p["metadata"] for p in pods)
 
     events = await drain(m.ensure("ada"))  # the learner is back
     assert events[-1].step == "ready"
@@ -69,8 +80,15 @@ async def test_pause_waits_for_zero_and_resume_restores_bare_pods(emu, fake, sto
     after = _bare_pods(vc)
     assert set(after) == set(before)
     for ref, pod in before.items():
-        assert after[ref]["spec"]["containers"] == pod["spec"]["containers"]
-        assert after[ref]["spec"].get("volumes") == pod["spec"].get("volumes")
+        tokens = {"kube-api-access-x7k2p"}
+        want = [{**c, "volumeMounts": [m for m in c.get("volumeMounts", [])
+                                       if m["name"] not in tokens]}
+                for c in pod["spec"]["containers"]]  # fmt: skip
+        got = [{**c, "volumeMounts": c.get("volumeMounts", [])}
+               for c in after[ref]["spec"]["containers"]]  # fmt: skip
+        assert got == want
+        assert [v for v in pod["spec"].get("volumes", []) if v["name"] not in tokens] == (
+            after[ref]["spec"].get("volumes") or [])
     assert host.get("Secret", "kepler-paused-pods", ns) is None
 
 
