@@ -701,6 +701,9 @@ def statefulset(spec: SandboxSpec, values: Mapping[str, Any], config_hash: str) 
                         "resources": copy.deepcopy(sts["resources"]),
                         "env": [
                             {"name": "VCLUSTER_NAME", "value": RELEASE},
+                            *([{"name": "LOFT_LOG_ENCODING",
+                                "value": values["logging"].get("encoding") or "console"}]
+                              if values.get("logging") else []),
                             field_env("POD_NAME", "metadata.name"),
                             field_env("POD_IP", "status.podIP"),
                             field_env("NODE_NAME", "spec.nodeName"),

@@ -72,6 +72,7 @@ PINNED_VALUES: dict[str, Any] = {
     "integrations": {"metricsServer": {"enabled": False, "nodes": True, "pods": True}},
     "telemetry": {"enabled": True},
     "policies": {"networkPolicy": {"enabled": False}},
+    "logging": {"encoding": "console"},
 }  # fmt: skip
 
 
