@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -191,9 +192,11 @@ class HealthServer:
         *,
         host: str | None = None,
         port: int = 9090,
+        static: dict[str, Path] | None = None,
     ) -> None:
         self.registry = registry
         self.metrics = metrics
+        self.static = static or {}  # URL prefix -> folder of files served as they are
         self.host = host  # None: every interface, IPv4 and IPv6 (Fly checks and scrapes on both)
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -204,6 +207,9 @@ class HealthServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/metrics", self._metrics)
+        for prefix, folder in self.static.items():
+            if folder.is_dir():  # e.g. the crew's portraits, for Discord to fetch
+                app.router.add_static(prefix, folder, follow_symlinks=False)
         return app
 
     async def _healthz(self, request: web.Request) -> web.Response:

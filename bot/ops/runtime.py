@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bot.config import Settings
@@ -61,7 +62,10 @@ async def start_ops(
         health.register("host_cluster", host_cluster_check(host_api))
     server = None
     if settings.health_port > 0:
-        server = await HealthServer(health, metrics, port=settings.health_port).start()
+        portraits = {"/portraits": Path(settings.personas) / "portraits"}  # KEPLER_PUBLIC_URL
+        server = await HealthServer(
+            health, metrics, port=settings.health_port, static=portraits
+        ).start()
     backups = from_settings(settings, metrics)
     if backups is not None:
         backups.start()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ class Station:
         self.app_options = app
         self.app: App | None = None
         self.store: SQLiteStore | None = None
-        self.invalid = InvalidRequests()
+        self.invalid = InvalidRequests(clock=app.get("clock", time.monotonic))
         self._runner: asyncio.Task[Any] | None = None
 
     async def start(self) -> App:

@@ -127,6 +127,7 @@ class LocalDiscord:
         self.identified = asyncio.Event()
         self.heartbeats = 0
         self._seq = 0
+        self.rate = RATE  # posts per channel per PER seconds before a 429
         self._posts: dict[int, deque[float]] = defaultdict(deque)
         self._nonces: dict[tuple[int, str], Posted] = {}
         self._zlib: dict[int, Any] = {}
@@ -477,12 +478,12 @@ class LocalDiscord:
         now = time.monotonic()
         while posts and posts[0] <= now - PER:
             posts.popleft()
-        if len(posts) >= RATE:
+        if len(posts) >= self.rate:
             retry = posts[0] + PER - now
             response = _json({"message": "You are being rate limited.",
                                           "retry_after": round(retry, 3), "global": False,
                                           "code": 20028}, status=429)  # fmt: skip
-            response.headers.update(_bucket_headers(f"channel-{cid}", RATE, 0, retry))
+            response.headers.update(_bucket_headers(f"channel-{cid}", self.rate, 0, retry))
             response.headers["Retry-After"] = str(max(1, int(retry + 0.999)))
             response.headers["X-RateLimit-Scope"] = "user"
             return response
@@ -522,7 +523,9 @@ class LocalDiscord:
         """The channel bucket's headers after a post: what is left of 5 per 5 s."""
         posts = self._posts[cid]
         reset = posts[0] + PER - time.monotonic() if posts else PER
-        response.headers.update(_bucket_headers(f"channel-{cid}", RATE, RATE - len(posts), reset))
+        response.headers.update(
+            _bucket_headers(f"channel-{cid}", self.rate, self.rate - len(posts), reset)
+        )
         return response
 
     def _find(self, mid: int) -> Posted | None:

@@ -65,7 +65,7 @@ class App:
         self.manager = manager
         self.service = service
         self.invalid = invalid or InvalidRequests()
-        self.webhooks = WebhookPool(bot, store, SecretBox(secret_key))
+        self.webhooks = WebhookPool(bot, store, SecretBox(secret_key), clock=clock)
         self.transport = DiscordTransport(
             bot, store, course, self.webhooks, public_url=public_url, pacer=pacer
         )
