@@ -57,7 +57,7 @@ def test_personas(course):
         assert p.voice.strip() and p.role.strip() and p.name.strip()
         assert 3 <= len(p.examples) <= 6, p.id
         assert 6 <= len(p.fallback) <= 10, p.id
-        assert p.avatar == ""
+        assert p.avatar == f"portraits/{p.id}.png"  # drawn by personas/portraits/draw.py
     torres = course.personas["torres"]
     assert torres.name == "Commander Sarah Torres"
     rules = " ".join(torres.rules).lower()
