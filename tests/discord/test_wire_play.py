@@ -158,11 +158,27 @@ async def test_solo_player_in_dms_plays_chapters_one_and_two(
 
     restarted = False
     expired = False
+    stale_form = False
     for _ in range(40):
         mission = await mission_at(station, address)
         if mission.chapter >= 3 or mission.state != "running":
             break
         beat = station.course.beat_at(mission.chapter, mission.beat)
+        if isinstance(beat, QuestionBeat) and not beat.choices and restarted and not stale_form:
+            # A form opened, then the question answered by a DM: the form's moment has passed.
+            opened = await local.click(alex, newest(local, dm, f"kepler:answer:{mission.id}:"))
+            await local.answered(opened)
+            await local.dm(alex, "Pods restart on other nodes")
+            await moved(station, address, mission)
+            late_form = await local.submit_form(alex, opened, "a second answer")
+            assert (await replied(local, late_form)).startswith(PASSED)
+            assert station.store is not None
+            ref = f"{mission.chapter}.{mission.beat}"
+            answers = await station.store.answered(mission.id, ref)
+            assert answers == {f"discord:{alex}": "Pods restart on other nodes"}
+            interactions += [opened, late_form]
+            stale_form = True
+            continue
         if isinstance(beat, QuestionBeat) and not beat.choices and not restarted:
             # A form opened before a restart is submitted after it.
             opened = await local.click(alex, newest(local, dm, f"kepler:answer:{mission.id}:"))
@@ -205,7 +221,8 @@ async def test_solo_player_in_dms_plays_chapters_one_and_two(
         await moved(station, address, mission)
     mission = await mission_at(station, address)
     assert mission.chapter == 3, "chapters 1 and 2 did not finish"
-    assert restarted and expired
+    assert restarted and expired and stale_form
+    assert not [r for r in local.requests if r[2] == 429], "pacing stays inside the limit"
     for interaction in interactions:
         assert interaction.response is not None, f"unanswered: {interaction.kind}"
     shown = "\n".join(m.text for m in local.story(dm))

@@ -93,3 +93,50 @@ async def test_a_day_in_channels_without_webhooks_stays_far_below_the_invalid_li
         assert all(m.via == "bot" for m in local.story(forbidden) + local.story(full))
     finally:
         await station.stop()
+
+
+async def test_buttons_sent_through_a_webhook_work_and_are_disabled_when_passed(
+    local: LocalDiscord, tmp_path: Path, course
+) -> None:
+    station = Station(local, tmp_path / "k.db", course, ScriptedCluster(), pacer=virtual_pacer())
+    await station.start()
+    try:
+        channel = local.text_channel(6, "bridge")
+        await local.dispatch("CHANNEL_CREATE", local.channels[channel])
+        ana = local.user(101, "Ana")
+        start = await local.command(ana, channel, "mission", "start", chapter="1")
+        await local.answered(start)
+        address = Address("discord", "channel", str(channel))
+
+        async def buttons_posted() -> bool:
+            return bool(local.buttons(channel, "kepler:continue:"))
+
+        await _until(buttons_posted)
+        [first] = local.buttons(channel, "kepler:continue:")
+        holder = next(m for m in local.story(channel) if first in m.custom_ids())
+        assert holder.via == "webhook" and holder.username == "Commander Sarah Torres"
+        assert station.store is not None
+        before = await station.store.find_mission(address)
+        click = await local.click(ana, first)
+        await local.answered(click)
+        assert click.response == 6  # acknowledged without a message: the story is the reply
+
+        async def moved_on() -> bool:
+            return len(local.buttons(channel, "kepler:continue:")) == 1 and first not in \
+                local.buttons(channel, "kepler:continue:")  # fmt: skip
+
+        await _until(moved_on)
+        after = await station.store.find_mission(address)
+        assert (after.chapter, after.beat) != (before.chapter, before.beat)
+        assert holder.edits == 1 and all(b["disabled"] for b in holder.buttons())
+    finally:
+        await station.stop()
+
+
+async def _until(what, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    end = time.monotonic() + timeout
+    while not await what():
+        assert time.monotonic() < end, "the bot never got there"
+        await asyncio.sleep(0.02)
