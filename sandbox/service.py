@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+from weakref import WeakValueDictionary
 
 from kubernetes import client
 
@@ -132,7 +133,7 @@ class ClusterService:
         self.instrument = instrument
         self.observe = observe
         self._readers: dict[str, _Reader] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._flights: dict[str, _Flights] = {}
         self._versions: dict[str, dict[str, str]] = {}  # learner -> kind -> last list version
         self._watches: dict[str, _Watch] = {}
@@ -142,7 +143,9 @@ class ClusterService:
     # --- readers ------------------------------------------------------------------------
 
     async def reader(self, learner_id: str) -> ClusterReader:
-        lock = self._locks.setdefault(learner_id, asyncio.Lock())
+        lock = self._locks.get(learner_id)
+        if lock is None:  # kept alive by whoever holds or awaits it, then forgotten
+            lock = self._locks[learner_id] = asyncio.Lock()
         async with lock:
             cached = self._readers.get(learner_id)
             if cached and time.monotonic() - cached.made < READER_TTL:
@@ -187,7 +190,18 @@ class ClusterService:
             f.current, f.started = task, time.monotonic()
         task.add_done_callback(_retrieve)
         task.add_done_callback(f.release)
+        task.add_done_callback(lambda _t: self._idle(learner_id, f))
         return await asyncio.shield(task)
+
+    def _idle(self, learner_id: str, f: _Flights) -> None:
+        """Forget a learner's flight record once no read runs or waits (it is small, but a
+        thousand learners who came once should leave nothing behind). ``started`` matters
+        only for :data:`READ_GAP`, so a record is kept that long after its last read."""
+        if f.current is None and f.queued is None and self._flights.get(learner_id) is f:
+            if time.monotonic() - f.started >= READ_GAP:
+                del self._flights[learner_id]
+            else:
+                asyncio.get_running_loop().call_later(READ_GAP, self._idle, learner_id, f)
 
     async def _read_after(
         self,

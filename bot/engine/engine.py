@@ -35,6 +35,7 @@ from sandbox.objectives import EvalContext, RecoveredObjective
 log = logging.getLogger(__name__)
 
 MAX_INPUT = 4000
+KEEP_SENT = 86_400.0  # seconds a delivered message stays in the outbox
 REPLY_WITHIN = 15.0  # seconds: the learner sees a reply by then, whatever the voice does
 MAX_PROFILE = 200  # characters in a free-text profile value (environment)
 MAX_NAME = 80
@@ -192,10 +193,22 @@ class Engine:
         return closed
 
     async def tick(self) -> None:
-        """Re-open gates that idle members were holding shut; call every minute or so."""
+        """Re-open gates that idle members were holding shut, and prune what was delivered
+        long ago; call every minute or so."""
         for mission in await self.store.all_missions():
             if mission.state == "running" and mission.address.kind == "channel":
                 await self._reconsider(mission.id)
+        await self.prune()
+
+    async def prune(self) -> int:
+        """Drop outbox messages delivered more than :data:`KEEP_SENT` seconds ago, and the
+        transport's marks for them (``forget_sent``, if it keeps any): a bot that runs for
+        months keeps a day of delivered messages, not all of them."""
+        upto = await self.store.prune_outbox(self.clock() - KEEP_SENT)
+        forget = getattr(self.transport, "forget_sent", None)
+        if upto and forget is not None:
+            await forget(upto)
+        return upto
 
     # --- learner input ------------------------------------------------------------------
 

@@ -89,6 +89,14 @@ class Store(Protocol):
 
     async def mark_sent(self, item_id: int) -> None: ...
 
+    async def prune_outbox(self, sent_before: float) -> int:
+        """Delete messages delivered before ``sent_before``; the highest id deleted, or 0."""
+        ...
+
+    async def prune_ledger(self, scope: str, upto: int) -> None:
+        """Forget a transport's sent marks for outbox ids up to ``upto``."""
+        ...
+
     async def add_transcript(
         self, scope: str, role: str, speaker: str | None, content: str, tokens: int = 0
     ) -> int: ...

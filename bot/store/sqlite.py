@@ -436,6 +436,30 @@ class SQLiteStore:
         rows = await self._rows("SELECT DISTINCT mission_id FROM outbox WHERE sent_at IS NULL")
         return [r["mission_id"] for r in rows]
 
+    async def prune_outbox(self, sent_before: float) -> int:
+        """Delete messages delivered before ``sent_before``; return the highest id deleted (0:
+        none). Ids are never reused (AUTOINCREMENT), so no key up to it is sent again."""
+        async with self.unit():
+            row = await self._one(
+                "SELECT MAX(id) AS upto FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
+                (sent_before,),
+            )
+            upto = int(row["upto"] or 0) if row else 0
+            if upto:
+                await self._write(
+                    "DELETE FROM outbox WHERE id <= ? AND sent_at IS NOT NULL", (upto,)
+                )
+        return upto
+
+    async def prune_ledger(self, scope: str, upto: int) -> None:
+        """Forget a transport's sent-message marks (keys ``out-N`` and ``out-N.piece``) for
+        outbox ids up to ``upto``: those messages are never delivered again."""
+        await self._write(
+            "DELETE FROM settings WHERE scope = ? AND key GLOB 'out-[0-9]*' "
+            "AND CAST(substr(key, 5) AS INTEGER) <= ?",
+            (scope, upto),
+        )
+
     async def mark_sent(self, item_id: int) -> None:
         await self._write("UPDATE outbox SET sent_at = ? WHERE id = ?", (time.time(), item_id))
 

@@ -24,6 +24,12 @@ from bot.core.text import scrub, strip_controls
 from bot.engine.ports import Address, Outgoing
 
 
+def _outbox_id(key: str) -> int:
+    """N of an outbox key ``out-N`` or ``out-N.piece``; 0 for anything else."""
+    head = key.removeprefix("out-").split(".", 1)[0]
+    return int(head) if key.startswith("out-") and head.isdigit() else 0
+
+
 class Ledger:
     """Keys already shown, one per line, synced to disk after each append."""
 
@@ -35,6 +41,17 @@ class Ledger:
 
     def __contains__(self, key: str) -> bool:
         return key in self.keys
+
+    def forget(self, upto: int) -> None:
+        """Drop keys ``out-N`` (and ``out-N.piece``) with N <= ``upto``: the engine pruned
+        those messages, so they are never delivered again. Rewritten atomically."""
+        keep = {k for k in self.keys if not _outbox_id(k) or _outbox_id(k) > upto}
+        if keep == self.keys:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(k + "\n" for k in sorted(keep)), encoding="utf-8")
+        os.replace(tmp, self.path)
+        self.keys = keep
 
     def add(self, key: str) -> None:
         self.keys.add(key)
@@ -59,6 +76,9 @@ class TerminalTransport:
         self.last_question: Outgoing | None = None
 
     # --- Transport ----------------------------------------------------------------------
+
+    async def forget_sent(self, upto: int) -> None:
+        self.ledger.forget(upto)
 
     async def deliver(self, address: Address, message: Outgoing, key: str) -> None:
         if key in self.ledger:

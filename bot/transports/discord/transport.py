@@ -90,6 +90,10 @@ class DiscordTransport:
 
     # --- Transport ----------------------------------------------------------------------
 
+    async def forget_sent(self, upto: int) -> None:
+        """The engine pruned outbox ids up to ``upto``: their sent marks can go too."""
+        await self.store.prune_ledger(SENT, upto)
+
     async def deliver(self, address: Address, message: Outgoing, key: str) -> None:
         if await self.store.get_setting(SENT, key):
             return  # sent already, alone or as part of a group (see ``_post``)
