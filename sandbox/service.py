@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,11 +122,14 @@ class ClusterService:
         on_use: object | None = None,
         instrument: Callable[[client.ApiClient], object] | None = None,
         observe: Observe | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ):
         """``on_use`` is an optional async callable(learner_id) run before each read, e.g. the
         lifecycle manager's ``touch`` that resumes a paused sandbox. ``instrument`` is called
         with each learner ApiClient made (metrics count its requests); ``observe`` hears of
-        each request the event-loop reads and watches send (they bypass the ApiClient)."""
+        each request the event-loop reads and watches send (they bypass the ApiClient).
+        ``sleep`` is the retry back-off's wait (tests record it instead of waiting)."""
+        self.sleep = sleep
         self.backend = backend
         self.timeout = timeout
         self.on_use = on_use
@@ -249,12 +252,12 @@ class ClusterService:
         failures = self._failures.get(learner_id, 0)
         if failures:  # the last read failed: retry, backing off so a struggling API server
             # is not asked again every two seconds by every learner it serves
-            await asyncio.sleep(min(timeout, RETRY_FIRST * 2 ** (failures - 1), RETRY_MAX))
+            await self.sleep(min(timeout, RETRY_FIRST * 2 ** (failures - 1), RETRY_MAX))
             return True
         cached = self._readers.get(learner_id)
         versions = self._versions.get(learner_id, {})
         if cached is None or not cached.read or not versions:
-            await asyncio.sleep(min(timeout, RETRY_FIRST))
+            await self.sleep(min(timeout, RETRY_FIRST))
             return True
         if kinds is not None and not set(kinds) <= set(versions):
             return True

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from bot.content.schema import FactCheck
-from bot.engine.ports import CheckResult
 from sandbox.apply import load_manifests
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.objectives import EvalContext, kinds_for
@@ -42,17 +41,11 @@ async def test_one_list_per_kind_per_check(emu: KubeEmulator, number: int) -> No
     svc.forget(cluster)
 
 
-async def _timed(coro: object) -> tuple[CheckResult, float]:
-    t0 = time.perf_counter()
-    result = await coro  # type: ignore[misc]
-    return result, time.perf_counter() - t0
-
-
 async def test_unreachable_cluster_is_an_error_result(emu: KubeEmulator) -> None:
     cluster = seed(emu, "unreachable", S.after(2))
     emu[cluster].unreachable = True
     try:
-        result, took = await _timed(evaluate(emu, cluster, CH2, timeout=2.0))
+        result = await evaluate(emu, cluster, CH2, timeout=2.0)
     finally:
         emu[cluster].unreachable = False
     assert result.results == () and result.error is not None
@@ -60,7 +53,6 @@ async def test_unreachable_cluster_is_an_error_result(emu: KubeEmulator) -> None
     assert first.startswith("No Kubernetes cluster answered (")
     assert f"/clusters/{cluster}/api" in first and "connection" in first
     assert emu[cluster].token not in result.error
-    assert took < 2.0
 
 
 async def test_server_error_is_an_error_result(emu: KubeEmulator) -> None:
@@ -78,40 +70,35 @@ async def test_server_error_is_an_error_result(emu: KubeEmulator) -> None:
 
 async def test_slow_cluster_times_out_as_an_error_result(emu: KubeEmulator) -> None:
     cluster = seed(emu, "slow", S.after(2))
-    emu[cluster].delay(3.0)
+    emu[cluster].delay(30.0)  # answers long after the 1 s deadline
     try:
-        result, took = await _timed(evaluate(emu, cluster, CH2, timeout=1.0))
+        result = await evaluate(emu, cluster, CH2, timeout=1.0)
     finally:
         emu[cluster].clear_faults()
-    assert result.error is not None
+    assert result.error is not None  # the deadline, not the cluster, ended the read
     first = result.error.splitlines()[0]
     assert "no answer within" in first or "no snapshot within 1 s" in first, first
-    assert 0.9 < took < 2.0
 
 
 async def test_a_slow_learner_does_not_delay_another(emu: KubeEmulator) -> None:
+    """The fast learner's check completes while the slow learner's read is still waiting
+    (the slow cluster answers in 30 s): no clock is judged, only the order."""
     slow, fast = seed(emu, "learner-slow", S.after(2)), seed(emu, "learner-fast", S.after(2))
-    svc = ClusterService(EmulatedLearners(emu, {"slow": slow, "fast": fast}), timeout=1.0)
+    svc = ClusterService(EmulatedLearners(emu, {"slow": slow, "fast": fast}), timeout=25.0)
     ctx = EvalContext()
     await svc.evaluate("fast", CH2, ctx)  # warm: the client is built once per learner
-    emu[slow].delay(3.0)
+    emu[slow].delay(30.0)
+    stuck = asyncio.create_task(svc.evaluate("slow", CH2, ctx))
     try:
-        # the slow learner's check starts first and holds a read worker
-        (slow_result, slow_took), (fast_result, fast_took) = await asyncio.gather(
-            _timed(svc.evaluate("slow", CH2, ctx)),
-            _after(0.05, _timed(svc.evaluate("fast", CH2, ctx))))
+        await asyncio.sleep(0)  # the slow learner's check starts first
+        fast_result = await svc.evaluate("fast", CH2, ctx)
+        assert fast_result.all_passed
+        assert not stuck.done()  # still waiting on its cluster
     finally:
+        stuck.cancel()
         emu[slow].clear_faults()
-    assert slow_result.error is not None and slow_took >= 0.9
-    assert fast_result.all_passed
-    assert fast_took < 0.5, f"the fast learner waited {fast_took:.2f} s"
     svc.forget("slow")
     svc.forget("fast")
-
-
-async def _after(delay: float, coro: object) -> tuple[CheckResult, float]:
-    await asyncio.sleep(delay)
-    return await coro  # type: ignore[misc]
 
 
 async def test_measure_counts_ready_nodes(emu: KubeEmulator) -> None:
@@ -174,22 +161,23 @@ async def test_wait_for_change_returns_promptly(emu: KubeEmulator) -> None:
     cluster = seed(emu, "watch", station)
     svc = service(emu, cluster)
     assert (await svc.evaluate(cluster, CH2, EvalContext())).all_passed
-    # nothing changes: it waits out its timeout
-    t0 = time.perf_counter()
+    threads = set(threading.enumerate())
+    # nothing changes: it waits out its timeout and says so
     assert await svc.wait_for_change(cluster, 0.5) is False
-    assert 0.4 < time.perf_counter() - t0 < 1.5
+    assert cluster in svc._watches  # … on a watch, not by re-reading
 
-    waiter = asyncio.create_task(svc.wait_for_change(cluster, 10.0))
-    await asyncio.sleep(0.3)
+    waiter = asyncio.create_task(svc.wait_for_change(cluster, 60.0))
+    await asyncio.sleep(0)  # the waiter is parked on the watch
     pod = emu[cluster].get("Pod", "atmospheric-processor-backup", "default")
     assert pod is not None
     pod["metadata"].setdefault("labels", {})["checked"] = "yes"
-    changed_at = time.perf_counter()
     emu[cluster].put(pod)
-    assert await asyncio.wait_for(waiter, 5.0) is True
-    latency = time.perf_counter() - changed_at
-    assert latency < 2.0, f"noticed after {latency:.2f} s"
-    assert not [t for t in threading.enumerate() if t.name.startswith("watch-")]  # tasks
+    # The change ends the wait (long before its 60 s); the bound only guards against a hang.
+    assert await asyncio.wait_for(waiter, 30.0) is True
+    new = {t.name for t in set(threading.enumerate()) - threads}
+    # the watch streams are asyncio tasks: no thread of ours (the emulator serves each
+    # connection in a thread; the loop's resolver may use its default executor)
+    assert all("process_request" in t or t.startswith("asyncio_") for t in new), new
     svc.forget(cluster)
     await svc.aclose()
 
@@ -224,6 +212,13 @@ async def test_a_slow_read_keeps_the_watch_and_retries_with_backoff(
     station = S.after(2)
     cluster = seed(emu, "slow-read", station)
     svc = service(emu, cluster, timeout=0.5)
+    waits: list[float] = []
+
+    async def recorded(seconds: float) -> None:  # the back-off asks; nobody waits
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    svc.sleep = recorded
     assert (await svc.evaluate(cluster, CH2, EvalContext())).all_passed
     assert await svc.wait_for_change(cluster, 0.2) is False  # watching now
     watch = svc._watches[cluster]
@@ -233,20 +228,17 @@ async def test_a_slow_read_keeps_the_watch_and_retries_with_backoff(
             result = await svc.evaluate(cluster, CH2, EvalContext())
             assert result.error is not None and "within" in result.error  # a timeout
         assert svc._watches.get(cluster) is watch  # not torn down
-        t0 = time.perf_counter()
         assert await svc.wait_for_change(cluster, 10.0) is True  # a retry is due ...
-        waited = time.perf_counter() - t0
-        assert 0.7 < waited < 1.5, waited  # ... after 0.2 × 2² s (third failure in a row)
+        assert waits == [pytest.approx(0.8)]  # ... after 0.2 × 2² s (third failure in a row)
     finally:
         emu[cluster].clear_faults()
     assert (await svc.evaluate(cluster, CH2, EvalContext())).all_passed
-    t0 = time.perf_counter()
     assert await svc.wait_for_change(cluster, 0.3) is False  # healthy again: back to watching
-    assert time.perf_counter() - t0 >= 0.25
-    waiter = asyncio.create_task(svc.wait_for_change(cluster, 5.0))
-    await asyncio.sleep(0.2)
+    assert waits == [pytest.approx(0.8)]  # no back-off this time: the watch ran out its wait
+    waiter = asyncio.create_task(svc.wait_for_change(cluster, 60.0))
+    await asyncio.sleep(0)
     emu[cluster].put(_touched_pod(emu, cluster))
-    assert await asyncio.wait_for(waiter, 3.0) is True
+    assert await asyncio.wait_for(waiter, 30.0) is True  # a hang guard, not a latency bound
     assert svc._watches.get(cluster) is watch  # the same watch all along
     svc.forget(cluster)
     await svc.aclose()

@@ -4,10 +4,12 @@ and every click still answered."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from bot.engine.engine import Engine
 from bot.engine.ports import Address
 from sandbox.objectives import kinds_for
+from sandbox.service import READ_GAP
 from tests.course_states import states as S
 from tests.course_states.conftest import seed, service
 from tests.drills.conftest import to_task
@@ -47,10 +49,15 @@ async def test_fifty_checks_spread_over_a_second_cost_a_few_reads(emu, course, s
         await asyncio.sleep(i * 0.02)
         return await engine.check(mission, learner)
 
+    began = time.monotonic()
     replies = await asyncio.gather(*(click(i) for i in range(50)))
+    took = time.monotonic() - began
     assert all(len(r) == 1 and r[0].kind == "status" for r in replies)
-    assert svc.reads <= 4, svc.reads  # one read per 0.5 s at most, plus the first
-    assert _lists(emu, name) <= 4 * kinds
+    # Reads start at least READ_GAP apart, however long the clicks took on a busy machine:
+    # the bound follows the measured span instead of assuming it was one second.
+    most = int(took / READ_GAP) + 2
+    assert svc.reads <= min(most, 49), (svc.reads, took)
+    assert _lists(emu, name) <= svc.reads * kinds
     svc.forget(learner)
 
 

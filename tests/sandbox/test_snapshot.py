@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -83,12 +82,12 @@ def test_wrong_token_is_forbidden_and_not_echoed(emu: KubeEmulator, name: str) -
 
 
 def test_timeout(emu: KubeEmulator, name: str) -> None:
-    emu[name].delay(1.5)
-    started = time.monotonic()
-    with pytest.raises(ClusterTimeout):
-        reader(emu, name).read({"Pod", "Node"}, timeout=0.3)
-    assert time.monotonic() - started < 1.0
-    emu[name].clear_faults()
+    emu[name].delay(30.0)  # far longer than the read may take
+    try:
+        with pytest.raises(ClusterTimeout):
+            reader(emu, name).read({"Pod", "Node"}, timeout=0.3)
+    finally:
+        emu[name].clear_faults()
 
 
 def test_unreachable(emu: KubeEmulator, name: str) -> None:
@@ -111,27 +110,25 @@ def test_bad_kubeconfig(tmp_path: object) -> None:
 
 
 async def test_slow_cluster_does_not_delay_others(emu: KubeEmulator) -> None:
+    """Six fast clusters are all read while a slow one's read is still waiting: nothing a
+    fast read needs is held by the slow one (no clock involved: the slow cluster answers in
+    30 s, long after everything here is over)."""
     slow, fast = emu.add_cluster("slow"), [emu.add_cluster(f"fast{i}") for i in range(6)]
     for c in [slow, *fast]:
         c.put(ob.node("n1"))
-    slow.delay(2.0)
-    started = time.monotonic()
-
-    async def timed(name: str, timeout: float) -> tuple[str, float, bool]:
-        try:
-            await reader(emu, name).read_async({"Node", "Pod"}, timeout)
-            ok = True
-        except ClusterTimeout:
-            ok = False
-        return name, time.monotonic() - started, ok
-
-    results = await asyncio.gather(timed("slow", 0.5),
-                                   *[timed(c.name, 5) for c in fast])
-    by_name = {n: (t, ok) for n, t, ok in results}
-    assert by_name["slow"][1] is False and 0.4 < by_name["slow"][0] < 1.0
-    fast_times = [by_name[c.name][0] for c in fast]
-    assert all(by_name[c.name][1] for c in fast)
-    assert max(fast_times) < 0.4, fast_times  # not held up by the slow one
+    slow.delay(30.0)
+    stuck = asyncio.create_task(reader(emu, "slow").read_async({"Node", "Pod"}, 25.0))
+    try:
+        await asyncio.sleep(0)  # the slow read has started
+        snaps = await asyncio.gather(*[reader(emu, c.name).read_async({"Node", "Pod"}, 25.0)
+                                       for c in fast])  # fmt: skip
+        assert all(s.of("Node") for s in snaps)
+        assert not stuck.done()  # the fast ones finished while the slow one still waits
+    finally:
+        stuck.cancel()
+        slow.clear_faults()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
 
 
 async def test_change_notifier_fires_fast_and_is_quiet_when_idle(emu: KubeEmulator,
@@ -145,10 +142,8 @@ async def test_change_notifier_fires_fast_and_is_quiet_when_idle(emu: KubeEmulat
         assert not await notifier.wait(1.2)  # idle: nothing fires
         assert c.count(watch=True) <= 4  # two kinds (no Event), about one request per window
         assert c.count(watch=False) == 0  # no re-list
-        changed_at = time.monotonic()
         c.put(ob.pod("new", "ops", {"app": "web"}))
-        assert await notifier.wait(2.0)
-        assert time.monotonic() - changed_at < 2.0
+        assert await notifier.wait(30.0)  # the change ends the wait; 30 s only guards a hang
         # a kind nobody watches does not wake the learner
         c.put(ob.config_map("unwatched", "ops"))
         assert not await notifier.wait(0.3)
