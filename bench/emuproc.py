@@ -36,17 +36,18 @@ def _key(o: Obj, cluster_scoped: set[str]) -> tuple[str, str, str]:
     return o["kind"], ns, meta["name"]
 
 
-def serve(conn: Connection, bookmark_interval: float = 60.0) -> None:
+def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE) -> None:
     """Child process entry point: run the emulator and answer commands until ``stop``.
 
     It runs at ``nice 19``: on a small machine the emulator's thousands of threads (one per
     open connection) would otherwise take the bot's CPU (a full garbage collection of the bot
     took 0.6 s of CPU but up to 3.6 s of wall time while emulator threads held its core);
     real learners' clusters run elsewhere. Its slowness then shows as API latency, as a loaded
-    control plane's would."""
+    control plane's would. On a machine shared with other work, ``nice 19`` starves it behind
+    every other tenant instead (reads time out by the thousand): ``--emulator-nice``."""
     import os
 
-    os.nice(NICE)
+    os.nice(nice)
     from tests.emulator import KubeEmulator
     from tests.emulator.server import BY_KIND
 

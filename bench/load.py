@@ -74,10 +74,10 @@ LAST = 5
 class Emulator:
     """The child process and a thread-safe, awaitable command channel to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = emuproc.NICE) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=emuproc.serve, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=emuproc.serve, args=(child, 60.0, nice), daemon=True)
         self.proc.start()
         self._lock = threading.Lock()
         # Its own thread: queued commands must not hold up the bot's ``to_thread`` work.
@@ -112,8 +112,8 @@ class Emulators:
     (load average in the thousands, the CPU all kernel time) that starved the bot as well.
     Shards keep each process's thread count, and its GIL queue, a fraction of that."""
 
-    def __init__(self, n: int):
-        self.shards = [Emulator() for _ in range(n)]
+    def __init__(self, n: int, nice: int = emuproc.NICE):
+        self.shards = [Emulator(nice) for _ in range(n)]
 
     def _of(self, name: str) -> Emulator:
         return self.shards[int(name.lstrip("l")) % len(self.shards)]
@@ -283,7 +283,8 @@ async def handshake_cpu(kubeconfig: dict[str, Any], rounds: int = 40) -> tuple[f
 
 async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float,
               settle_s: float = 20.0, sampler: StallSampler | None = None,
-              shards: int = 4, design: str = "ours", keep_alive: bool = True) -> dict:
+              shards: int = 4, design: str = "ours", keep_alive: bool = True,
+              emulator_nice: int = emuproc.NICE) -> dict:
     """One run; ``design`` "ours" (watches) or "peer" (poll every active task each second);
     ``keep_alive`` False: a new connection and a full TLS handshake per read (as before)."""
     from tests.course_states import states
@@ -297,7 +298,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
     course = load_course()
     before = {c: states.before(c).objects() for c in CHAPTERS}
     after = {c: states.after(c, with_drill=False).objects() for c in CHAPTERS}
-    emu = Emulators(shards)
+    emu = Emulators(shards, emulator_nice)
     tmp = tempfile.TemporaryDirectory(prefix="kepler-bench-")
     stats = Stats()
     try:
@@ -582,6 +583,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "cpu_share_of_core": cpu_active / (a1 - a0),
             "emulator_cpu_share_of_core": emu_cpu_active / (a1 - a0),
             "emulator_processes": shards,
+            "emulator_nice": emulator_nice,
             "check_read_p50": pct(stats.check_seconds, 50),
             "check_read_p95": pct(stats.check_seconds, 95),
             "check_read_max": max(stats.check_seconds, default=float("nan")),
@@ -616,7 +618,7 @@ def child(args: argparse.Namespace, learners: int, design: str, out: Path) -> di
            "--minutes", str(args.minutes), "--idle-seconds", str(args.idle_seconds),
            "--settle-seconds", str(args.settle_seconds), "--explicit", str(args.explicit),
            "--seed", str(args.seed), "--emulators", str(args.emulators), "--design", design,
-           "--json", str(out)]  # fmt: skip
+           "--emulator-nice", str(args.emulator_nice), "--json", str(out)]  # fmt: skip
     if args.no_keep_alive:
         cmd.append("--no-keep-alive")
     print(f"--- {design}, {learners} learners, seed {args.seed}", flush=True)
@@ -680,6 +682,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--emulators", type=int, default=4,
                    help="emulator processes the clusters are spread over")  # fmt: skip
+    p.add_argument("--emulator-nice", type=int, default=emuproc.NICE,
+                   help="niceness of the emulator processes (19: they get what the bot leaves; "
+                        "on a machine shared with other work use 0, or they starve)")
     p.add_argument("--design", choices=("ours", "peer"), default="ours",
                    help="ours: watches; peer: poll every active task once a second")
     p.add_argument("--no-keep-alive", action="store_true",
@@ -714,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     sampler = StallSampler() if args.stalls else None
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
                           args.explicit, args.settle_seconds, sampler,
-                          args.emulators, args.design, not args.no_keep_alive))  # fmt: skip
+                          args.emulators, args.design, not args.no_keep_alive,
+                          args.emulator_nice))  # fmt: skip
     if sampler is not None:
         out.update(sampler.report())
     out["machine"] = machine()
