@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROWS = [
     ("learners", "learners", "{:d}"),
+    ("seed", None, None),
     ("unlocks in the active phase (missed: no unlock within 30 s)", None, None),
     ("unlock latency p50 / p95 / p99 (s)", None, None),
     ("event-loop lag p99 / max, active (s)", None, None),
@@ -22,12 +23,25 @@ ROWS = [
     ("check's cluster read p50 / p95 (s); failed reads, active", None, None),
     ("full GC: objects tracked / CPU of one collection (s)", None, None),
     ("longest GC pause, wall (s)", None, None),
+    ("TLS handshakes per check: reads / watches; reads on a kept connection", None, None),
+    ("TLS CPU per check (ms), estimated", None, None),
+    ("load average at the end (other work on the machine)", None, None),
 ]
 
 
 def cell(d: dict, label: str, key: str | None, fmt: str | None) -> str:
     if key:
         return fmt.format(d[key])  # type: ignore[union-attr]
+    if label == "seed":
+        return str(d.get("seed", "–"))
+    if label.startswith("TLS handshakes") and "tls_handshakes_per_check_reads" in d:
+        return (f"{d['tls_handshakes_per_check_reads']:.2f} / "
+                f"{d['tls_handshakes_per_check_watches']:.2f}; "
+                f"{d['reads_reusing_a_connection']:.0%}")
+    if label.startswith("TLS CPU") and "tls_cpu_ms_per_check" in d:
+        return f"{d['tls_cpu_ms_per_check']:.1f}"
+    if label.startswith("load average") and "load_average_1min_end" in d:
+        return f"{d['load_average_1min_end']:.1f}"
     if label.startswith("unlocks"):
         return f"{d['unlocks']} ({d['missed_unlocks']})"
     if label.startswith("unlock latency"):

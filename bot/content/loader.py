@@ -170,7 +170,7 @@ def load_chapter(path: Path) -> Chapter:
                 )
                 continue
             try:
-                list(yaml.safe_load_all(target.read_text(encoding="utf-8")))
+                list(yaml.load_all(target.read_text(encoding="utf-8"), Loader=_LOADER))
             except yaml.YAMLError as exc:
                 problems.append(Problem(str(target), 1, "", f"YAML syntax: {exc}"))
     if problems:
