@@ -55,6 +55,7 @@ from stalls import StallSampler  # noqa: E402
 
 from bot.content.course import load_course  # noqa: E402
 from bot.content.schema import QuestionBeat, TaskBeat  # noqa: E402
+from bot.engine.live import LiveLoop  # noqa: E402
 from bot.engine.ports import Address, Outgoing  # noqa: E402
 from bot.ops.heap import freeze_startup  # noqa: E402
 from bot.store.sqlite import SQLiteStore  # noqa: E402
@@ -62,6 +63,7 @@ from bot.transports.discord.app import App  # noqa: E402
 from sandbox import apihttp  # noqa: E402
 from sandbox.backends.base import SandboxRecord  # noqa: E402
 from sandbox.backends.kubeconfig import KubeconfigBackend  # noqa: E402
+from sandbox.objectives import EvalContext  # noqa: E402
 from sandbox.service import ClusterService  # noqa: E402
 
 CHAPTERS = (2, 3, 4, 5)  # tasks with a recorded before/after (1 passes at once, 6 drills)
@@ -158,22 +160,41 @@ class Learners(KubeconfigBackend):
         return await asyncio.to_thread(make)
 
 
-class PollingApp(App):
-    """The peers' way (iximiuz Labs, Killercoda): no watches; every active task is checked
-    once a second. Same learners, same selection of who is active, same check path."""
+class PollingLoop(LiveLoop):
+    """The peers' way (iximiuz Labs, Killercoda): no watches; every active task is read and
+    judged once a second. Same learners, same selection of who is active, same cluster reads
+    and objective evaluation; the engine's check (which records the objectives and unlocks)
+    runs only when a poll finds every objective holding, as a poller would act on its result."""
 
     POLL = 1.0
 
-    async def _watcher(self, learner: str) -> None:
+    async def _watch(self, learner: str) -> None:
         await asyncio.sleep(random.uniform(0, self.POLL))  # timers are not in lockstep
+        tasks: list[tuple[int, TaskBeat]] = []
+        stale = True
         while True:
             started = time.monotonic()
             try:
-                await self.engine.cluster_changed(learner)  # checks every open task
+                if stale:  # the open tasks change only when one unlocks
+                    course = self.engine.course
+                    tasks = [(m.id, beat) for m in await self.engine.store.missions_of(learner)
+                             if m.state == "running" and isinstance(
+                                 beat := course.beat_at(m.chapter, m.beat), TaskBeat)]  # fmt: skip
+                    stale = False
+                for mission_id, beat in tasks:
+                    t = time.perf_counter()
+                    result = await self.engine.cluster.evaluate(learner, beat.objectives,
+                                                                EvalContext(None))  # fmt: skip
+                    self.engine.observe("check", seconds=time.perf_counter() - t,
+                                        learner=learner, passed=result.all_passed,
+                                        error=result.error is not None)  # fmt: skip
+                    if result.all_passed:
+                        await self.engine.check(mission_id, learner, explicit=False)
+                        stale = True
             except asyncio.CancelledError:
                 raise
             except Exception:
-                pass
+                stale = True
             await asyncio.sleep(max(0.0, started + self.POLL - time.monotonic()))
 
 
@@ -322,9 +343,12 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         store = SQLiteStore(Path(tmp.name) / "kepler.db")
         await store.open()
         service = ClusterService(Learners(configs), timeout=5.0)
-        app_class = PollingApp if design == "peer" else App
-        app = app_class(bot=world.client, store=store, course=course, cluster=service,
-                        voice=CannedVoice(), service=service)  # fmt: skip
+        app = App(bot=world.client, store=store, course=course, cluster=service,
+                  voice=CannedVoice(), service=service)  # fmt: skip
+        if design == "peer":
+            assert app.live is not None
+            app.live = PollingLoop(app.engine, service, include=app.live.include,
+                                   ready=app.live.ready)  # fmt: skip
         recorder = Recorder()
         app.engine.transport = recorder
         engine = app.engine
