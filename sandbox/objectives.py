@@ -11,7 +11,6 @@ lists exactly those kinds, once each, per check.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -421,20 +420,20 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
 
 # --- partial matching --------------------------------------------------------------------------
 
-_SUFFIX = {"m": "1e-3", "k": "1e3", "M": "1e6", "G": "1e9", "T": "1e12", "P": "1e15",
-           "E": "1e18", "Ki": "1024", "Mi": "1048576", "Gi": "1073741824",
-           "Ti": "1099511627776", "Pi": "1125899906842624", "Ei": "1152921504606846976"}
-_QTY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
-
-
 def quantity(value: Any) -> Decimal | None:
-    """A Kubernetes quantity ("500m", "1Gi", 2, "0.5") as a Decimal, or None."""
-    if isinstance(value, bool):
+    """A Kubernetes quantity ("500m", "250u", "1e3", "1Gi", 2) as a Decimal, or None.
+
+    ``kubernetes.utils.parse_quantity`` does the parsing (every suffix and exponent the API
+    accepts); it is imported on first use, because importing the client takes seconds and
+    ``kepler lint`` never compares a quantity."""
+    from kubernetes.utils.quantity import parse_quantity
+
+    if isinstance(value, bool) or value is None:
         return None
-    m = _QTY.match(str(value).strip())
-    if not m:
+    try:
+        return Decimal(parse_quantity(str(value).strip()))
+    except (ValueError, TypeError, ArithmeticError):
         return None
-    return Decimal(m.group(1)) * Decimal(_SUFFIX.get(m.group(2) or "", "1"))
 
 
 def _scalar_eq(expected: Any, actual: Any) -> bool:

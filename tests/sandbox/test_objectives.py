@@ -347,3 +347,23 @@ def test_empty_cluster_never_passes(kind_fields: tuple[str, dict[str, Any]]) -> 
     kind, fields = kind_fields
     r = evaluate(spec(kind, **fields), Snapshot({}), EvalContext(drill_started_at=ob.ago(5)))
     assert not r.passed and r.detail
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500n", "0.0000005"), ("250u", "0.00025"), ("1e3", "1000"), ("500m", "0.5"),
+     ("1Gi", "1073741824"), ("2", "2"), (2, "2"), ("0.5", "0.5"), ("1k", "1000")],
+)
+def test_quantities_parse_as_the_api_does(text: object, value: str) -> None:
+    from decimal import Decimal
+
+    from sandbox.objectives import quantity
+
+    assert quantity(text) == Decimal(value)
+
+
+@pytest.mark.parametrize("junk", ["x", "", "1.2.3", True, None, "Mi5"])
+def test_junk_is_not_a_quantity(junk: object) -> None:
+    from sandbox.objectives import quantity
+
+    assert quantity(junk) is None
