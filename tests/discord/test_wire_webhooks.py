@@ -140,3 +140,40 @@ async def _until(what, timeout: float = 30.0) -> None:  # type: ignore[no-untype
     while not await what():
         assert time.monotonic() < end, "the bot never got there"
         await asyncio.sleep(0.02)
+
+
+async def test_an_expired_command_token_is_one_warning_line(
+    local: LocalDiscord, tmp_path: Path, course, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    station = Station(local, tmp_path / "k.db", course, ScriptedCluster(), pacer=virtual_pacer())
+    await station.start()
+    try:
+        sam = local.user(8, "Sam")
+        dm = local.dm_channel(sam)
+        caplog.clear()
+        local.expire_next = True
+        late = await local.command(sam, dm, "profile")
+        await local.answered(late)
+
+        async def logged() -> bool:
+            return any("expired" in r.getMessage() for r in caplog.records)
+
+        await _until(logged)
+        [line] = [r for r in caplog.records if "expired" in r.getMessage()]
+        assert line.levelno == logging.WARNING and line.exc_info is None
+        assert "10062" in line.getMessage() and "profile" in line.getMessage()
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        await station.stop()
+
+
+def test_development_mode_warns_that_dms_show_no_commands(caplog: pytest.LogCaptureFixture) -> None:
+    from bot.transports.discord.app import warn_if_dev_mode
+
+    warn_if_dev_mode("")
+    assert not caplog.records
+    warn_if_dev_mode("123456789")
+    [line] = caplog.records
+    assert "DMs with the bot show no commands" in line.getMessage()

@@ -165,6 +165,16 @@ class App:
                 log.exception("background job failed", extra={"job": getattr(job, "__name__", "")})
 
 
+def warn_if_dev_mode(guild_id: str) -> None:
+    """Development mode (``DISCORD_GUILD_ID``) hides the commands from DMs: say so at start."""
+    if guild_id:
+        log.warning(
+            "DISCORD_GUILD_ID is set: slash commands exist only in that server, so DMs with the "
+            "bot show no commands. To test DMs, unset it and sync globally (docs/discord.md).",
+            extra={"guild": guild_id},
+        )
+
+
 async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     """The real composition for ``kepler serve`` (resources registered on ``stack``)."""
     from bot.commands.sandbox import build_backend
@@ -185,12 +195,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     else:
         backend = KubeconfigBackend()
     stack.push_async_callback(backend.close)
-    if settings.discord_guild_id:
-        log.warning(
-            "DISCORD_GUILD_ID is set: slash commands exist only in that server, so DMs with the "
-            "bot show no commands. To test DMs, unset it and sync globally (docs/discord.md).",
-            extra={"guild": settings.discord_guild_id},
-        )
+    warn_if_dev_mode(settings.discord_guild_id)
     invalid = InvalidRequests()
     bot = KeplerBot(http_trace=invalid.trace_config())
     holder: dict[str, App] = {}
