@@ -45,6 +45,8 @@ class Player:
     mission_id: int = 0
     key: str = ""
     typed_at: float = 0.0  # when the last command returned
+    task: TaskBeat | None = None
+    drilled: bool = False
 
     def _observe(self, event: str, **fields: Any) -> None:
         now = time.monotonic()
@@ -83,6 +85,7 @@ class Player:
             beat = self.course.beat_at(mission.chapter, mission.beat)
             if isinstance(beat, TaskBeat) and mission.state == "running":
                 self.key = task_key(self.course, BeatRef(mission.chapter, mission.beat))
+                self.task = beat
                 return beat
             if isinstance(beat, QuestionBeat):
                 answer = "1" if beat.choices else (
@@ -143,6 +146,12 @@ class Player:
                 if self.unlocked_at is not None:
                     return self.unlocked_at - settled
                 failing = await self.failing()
+                if failing and set(failing) <= self._drill_objectives() and not self.drilled:
+                    # "When you ask for a check with the rest of the board green, Commander
+                    # Torres simulates a node failure": the learner asks, the story acts.
+                    self.drilled = True
+                    await self.check()
+                    continue
                 raise AssertionError(
                     f"chapter did not unlock within {bound} s of the cluster settling; "
                     f"open objectives: {failing or '(none judged yet)'}; "
@@ -162,6 +171,12 @@ class Player:
                 break
             await asyncio.sleep(0.02)
         await self.check()
+
+    def _drill_objectives(self) -> set[str]:
+        """Objectives only the story's drill can satisfy (it breaks something first)."""
+        if self.task is None or self.task.drill is None:
+            return set()
+        return {o.id for o in self.task.objectives if o.kind == "recovered"}
 
     async def failing(self) -> dict[str, str]:
         """Objective id → reason, for the objectives the last check found open."""

@@ -1,10 +1,9 @@
 """The learner's path through a chapter, read from the chapter itself.
 
 Every ``kubectl`` line of the task's ``bash`` code blocks, in order, is a step. The files
-those steps use are the ones ``kepler play`` writes for the task (its ``manifests``), except
-that a complete manifest the chapter shows on screen (a ``yaml`` block with ``apiVersion``,
-``kind`` and a name) replaces the object of the same kind and name: what the learner reads
-is what runs. So text and checks cannot drift apart.
+those steps use are the ones ``kepler play`` writes for the task (its ``manifests``); a file
+counts as shown when the chapter's ``yaml`` blocks hold every object in it, as it is, so the
+test can require that what the learner reads is what runs, and text and checks cannot drift.
 
 Lines a non-interactive test cannot type are adapted or skipped, each with the reason: a
 watch (``-w``) or follow (``-f``) runs once without it; an interactive ``run --rm -it`` pod
@@ -133,10 +132,6 @@ def _bash_lines(text: str) -> list[str]:
     return lines
 
 
-def _key(doc: dict) -> tuple[str, str]:
-    return str(doc.get("kind")), str((doc.get("metadata") or {}).get("name"))
-
-
 def learner_path(course: Course, number: int) -> LearnerPath:
     index = course.find_chapter(number)
     [task] = [b for b in course.chapters[index].beats if isinstance(b, TaskBeat)]
@@ -145,7 +140,7 @@ def learner_path(course: Course, number: int) -> LearnerPath:
              for m in task.manifests}
     steps: list[Step] = []
     skipped: list[tuple[str, str]] = []
-    screen: dict[tuple[str, str], str] = {}
+    screen: list[dict] = []
     for lang, body in _FENCE.findall(text):
         if lang in ("bash", "sh", "shell", "console", ""):
             for line in _bash_lines(body):
@@ -162,15 +157,9 @@ def learner_path(course: Course, number: int) -> LearnerPath:
                     skipped.append((line, why))
                 steps.extend(_interactive(runnable, line) or [Step(tuple(runnable), line)])
         elif lang in ("yaml", "yml"):
-            for doc in yaml.safe_load_all(body):
-                if isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind") and \
-                        (doc.get("metadata") or {}).get("name"):
-                    screen[_key(doc)] = yaml.safe_dump(doc, sort_keys=False)
-    shown: set[str] = set()
-    for name, content in list(files.items()):
-        docs = [d for d in yaml.safe_load_all(content) if isinstance(d, dict)]
-        if docs and any(_key(d) in screen for d in docs):
-            files[name] = "---\n".join(screen.get(_key(d), yaml.safe_dump(d, sort_keys=False))
-                                       for d in docs)
-            shown.add(name)
+            screen.extend(d for d in yaml.safe_load_all(body) if isinstance(d, dict))
+    # A file is shown when the screen holds every object in it, as it is in the file.
+    shown = {name for name, content in files.items()
+             if (docs := [d for d in yaml.safe_load_all(content) if isinstance(d, dict)])
+             and all(d in screen for d in docs)}
     return LearnerPath(number, steps, files, shown, skipped)

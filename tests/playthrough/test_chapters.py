@@ -15,12 +15,24 @@ from pathlib import Path
 import pytest
 
 from bot.content.course import Course
+from bot.content.schema import QuestionBeat, TaskBeat
 from tests.playthrough.conftest import Campaign
 from tests.playthrough.player import Player
 from tests.playthrough.script import learner_path
 
 CHAPTERS = [1, 2, 3, 4, 5, 6]
 UNLOCK_BOUND = float(os.environ.get("KEPLER_UNLOCK_BOUND", "2.0"))  # the issue's 2 s
+
+
+def _fact_before_task(course: Course, number: int) -> bool:
+    """A Think First question reading live state before the task (its read leaves the live
+    loop nothing new to look at until the cluster changes)."""
+    for beat in course.chapters[course.find_chapter(number)].beats:
+        if isinstance(beat, TaskBeat):
+            return False
+        if isinstance(beat, QuestionBeat) and beat.fact is not None:
+            return True
+    return False
 
 
 @pytest.mark.parametrize("number", CHAPTERS)
@@ -38,7 +50,7 @@ def test_every_chapter_shows_commands_to_type(course: Course, number: int) -> No
 async def test_the_chapter_unlocks_by_itself(course: Course, campaign: Campaign, number: int,
                                              tmp_path: Path, request: pytest.FixtureRequest
                                              ) -> None:
-    if number == 1:
+    if number == 1 and _fact_before_task(course, 1):
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
             "chapter 1's work (kubectl get/describe nodes) changes nothing in the cluster, and "
             "the live loop (bot/engine/live.py) re-checks only on a change after the task's "

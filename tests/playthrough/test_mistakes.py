@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
 from bot.content.course import Course
+from bot.content.schema import TaskBeat
+from sandbox.objectives import ObjectiveSpec, Snapshot, evaluate
+from tests.emulator import objects as k8s
 from tests.playthrough.conftest import Campaign
 from tests.playthrough.player import Player
 from tests.playthrough.script import LearnerPath, Step
@@ -39,13 +43,47 @@ class Mistake:
     chapter: int
     id: str
     change: Callable[[LearnerPath], LearnerPath]
-    objective: str  # the objective that must stay open
+    objective: str  # the objective that should catch it (documentation; any may)
     names: str  # regex: what an open objective's reason must mention (case-insensitive)
     accepted: str = ""  # why the course still accepts it (xfail), naming the objective
+    while_: Callable[[Course], bool] = lambda course: True  # ... as long as this holds
     then: Callable[[SimCluster], None] | None = None  # something that happens to the cluster
 
     def __str__(self) -> str:
         return f"ch{self.chapter}-{self.id}"
+
+
+def _task(course: Course, chapter: int) -> TaskBeat:
+    [task] = [b for b in course.chapters[course.find_chapter(chapter)].beats
+              if isinstance(b, TaskBeat)]
+    return task
+
+
+def _lacks_kind(chapter: int, kind: str) -> Callable[[Course], bool]:
+    return lambda course: all(o.kind != kind for o in _task(course, chapter).objectives)
+
+
+def _lacks_policy(chapter: int, name: str) -> Callable[[Course], bool]:
+    return lambda course: not any(o.kind == "network_policy" and o.name == name
+                                  for o in _task(course, chapter).objectives)
+
+
+def _unscoped(chapter: int, objective: str) -> Callable[[Course], bool]:
+    return lambda course: any(o.id == objective and getattr(o, "namespace", None) is None
+                              for o in _task(course, chapter).objectives)
+
+
+def _endpoints_ignore_ports(course: Course) -> bool:
+    """Does a service_endpoints objective pass a Service whose targetPort no pod declares?"""
+    pod = k8s.pod("probe-0", "probe", {"app": "probe"})
+    svc = k8s.service("probe", "probe", {"app": "probe"}, port=80, target_port=8080)
+    snap = Snapshot({"Pod": [pod], "Service": [svc],
+                     "EndpointSlice": [k8s.endpoint_slice(svc, [pod])],
+                     "Endpoints": [k8s.endpoints(svc, [pod])]})
+    spec = TypeAdapter(ObjectiveSpec).validate_python({
+        "id": "probe", "kind": "service_endpoints", "title": "probe", "name": "probe",
+        "namespace": "probe", "reason": "probe", "hints": ["a", "b", "c"]})
+    return evaluate(spec, snap).passed
 
 
 def _same(p: LearnerPath) -> LearnerPath:
@@ -89,7 +127,8 @@ MISTAKES: list[Mistake] = [
                              "create -f life-support-deployment.yaml -n research")),
             "life-support-rollout", r"namespace|default",
             accepted="objectives ch02 life-support-rollout and life-support-pods name no "
-                     "namespace, so a Deployment in research passes"),
+                     "namespace, so a Deployment in research passes",
+            while_=_unscoped(2, "life-support-rollout")),
     Mistake(2, "typo-in-image",
             lambda p: p.edit_file("life-support-deployment.yaml", "podinfo:6.7.1",
                                   "podinfo:6.7.11"),
@@ -102,7 +141,8 @@ MISTAKES: list[Mistake] = [
             lambda p: p.edit_file("life-support-deployment.yaml", RESOURCES, ""),
             "life-support-rollout", r"request|limit|resource",
             accepted="no ch02 objective judges the seed's 'resource allocation within "
-                     "specified limits': a Deployment without requests or limits passes"),
+                     "specified limits': a Deployment without requests or limits passes",
+            while_=_lacks_kind(2, "resources_set")),
     # --- chapter 3: the vault --------------------------------------------------------------
     Mistake(3, "claim-without-a-class",
             lambda p: p.edit_file("research-data-pvc.yaml", "spec:\n",
@@ -121,7 +161,8 @@ MISTAKES: list[Mistake] = [
     Mistake(3, "proof-skipped", _nth_dropped("delete pod data-recovery-service", 0),
             "vault-claim-bound", r"recreat|restart|outlive|surviv|again|delete",
             accepted="no ch03 objective asks for step 4 (delete the recovery pod and create "
-                     "it again): the chapter unlocks before the proof that data survives"),
+                     "it again): the chapter unlocks before the proof that data survives",
+            while_=_lacks_kind(3, "pod_replaced")),
     # --- chapter 4: bulkheads --------------------------------------------------------------
     Mistake(4, "deny-policy-in-the-wrong-namespace",
             lambda p: p.edit_file("default-deny-policy.yaml", "namespace: communications",
@@ -145,7 +186,8 @@ MISTAKES: list[Mistake] = [
             "signal-service-endpoints", r"port|8080|listen",
             accepted="objective ch05 signal-service-endpoints (service_endpoints) reads ready "
                      "endpoints only; Kubernetes fills them for a targetPort (8080) that no "
-                     "container listens on"),
+                     "container listens on",
+            while_=_endpoints_ignore_ports),
     Mistake(5, "typo-in-the-new-image",
             lambda p: p.edit_steps("podinfo:6.7.1", "podinfo:6.7.2").drop_steps(
                 lambda s: s.argv[:2] != ("rollout", "status")),
@@ -161,7 +203,8 @@ MISTAKES: list[Mistake] = [
                                   "-n communications"),
             "array-path-open", r"default-deny-all|seal|deny",
             accepted="no ch05 objective watches chapter 4's default-deny-all: deleting it "
-                     "leaves communications open and chapter 5 still unlocks"),
+                     "leaves communications open and chapter 5 still unlocks",
+            while_=_lacks_policy(5, "default-deny-all")),
     # --- chapter 6: orchestration ----------------------------------------------------------
     Mistake(6, "autoscaler-targets-a-typo",
             lambda p: p.edit_file("research-autoscaler.yaml", "name: atmospheric-analysis",
@@ -184,9 +227,17 @@ MISTAKES: list[Mistake] = [
 
 
 def _params() -> list[object]:
+    """Each mistake; one the course still accepts is xfail(strict), for as long as the
+    objective it names has not changed (so the mark cannot outlive the fix)."""
+    from bot.config import Settings
+    from bot.content.course import load_course
+
+    settings = Settings.from_env()
+    course = load_course(settings.chapters_dir, settings.personas_dir)
     out = []
     for m in MISTAKES:
-        marks = [pytest.mark.xfail(strict=True, reason=m.accepted)] if m.accepted else []
+        marks = ([pytest.mark.xfail(strict=True, reason=m.accepted)]
+                 if m.accepted and m.while_(course) else [])
         out.append(pytest.param(m, id=str(m), marks=marks))
     return out
 
@@ -211,8 +262,7 @@ async def test_a_mistake_does_not_unlock(course: Course, campaign: Campaign, mis
         await player.judged_after_settle(patience=0.5)
         failing = await player.failing()
         assert player.unlocked_at is None, f"{mistake}: the story unlocked"
-        assert mistake.objective in failing, (
-            f"{mistake}: objective {mistake.objective} holds; open: {failing}")
+        assert failing, f"{mistake}: every objective holds"
         # the learner reads every open objective's reason: one of them must name the problem
         assert any(re.search(mistake.names, r, re.I) for r in failing.values()), (
             f"{mistake}: no reason names the problem ({mistake.names!r}): {failing}")
