@@ -158,7 +158,9 @@ MISTAKES: list[Mistake] = [
                 p.edit_steps("create -f research-data-pvc.yaml",
                              "create -f research-data-pvc.yaml -n research")),
             "vault-claim-bound", r"namespace|default|not found|missing"),
-    Mistake(3, "proof-skipped", _nth_dropped("delete pod data-recovery-service", 0),
+    Mistake(3, "proof-skipped",
+            lambda p: _nth_dropped("create -f data-recovery-pod.yaml", 1)(
+                _nth_dropped("delete pod data-recovery-service", 0)(p)),
             "vault-claim-bound", r"recreat|restart|outlive|surviv|again|delete",
             accepted="no ch03 objective asks for step 4 (delete the recovery pod and create "
                      "it again): the chapter unlocks before the proof that data survives",
