@@ -32,6 +32,7 @@ from sandbox.backends.base import (
     SandboxNotFound,
     SandboxUnavailable,
 )
+from sandbox.kinds import KINDS
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -62,39 +63,10 @@ class Resource:
         return out
 
 
-def _r(api_version: str, kind: str, plural: str, namespaced: bool = True) -> Resource:
-    return Resource(api_version, kind, plural, namespaced)
-
-
+# Kinds the bot applies without asking discovery: the one registry (sandbox.kinds).
 KNOWN: dict[tuple[str, str], Resource] = {
-    (r.api_version, r.kind): r
-    for r in (
-        _r("v1", "Namespace", "namespaces", False),
-        _r("v1", "Pod", "pods"),
-        _r("v1", "Service", "services"),
-        _r("v1", "Secret", "secrets"),
-        _r("v1", "ConfigMap", "configmaps"),
-        _r("v1", "ServiceAccount", "serviceaccounts"),
-        _r("v1", "ResourceQuota", "resourcequotas"),
-        _r("v1", "LimitRange", "limitranges"),
-        _r("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-        _r("v1", "Endpoints", "endpoints"),
-        _r("apps/v1", "Deployment", "deployments"),
-        _r("apps/v1", "StatefulSet", "statefulsets"),
-        _r("apps/v1", "ReplicaSet", "replicasets"),
-        _r("apps/v1", "DaemonSet", "daemonsets"),
-        _r("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
-        _r("networking.k8s.io/v1", "Ingress", "ingresses"),
-        _r("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-        _r("rbac.authorization.k8s.io/v1", "Role", "roles"),
-        _r("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
-        _r("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False),
-        _r("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", False),
-        _r("storage.k8s.io/v1", "StorageClass", "storageclasses", False),
-        _r("policy.networking.k8s.io/v1alpha1", "AdminNetworkPolicy", "adminnetworkpolicies", False),
-        _r("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-        _r("batch/v1", "Job", "jobs"),
-    )
+    (k.group_version, k.kind): Resource(k.group_version, k.kind, k.plural, k.namespaced)
+    for k in KINDS
 }
 _discovered: dict[tuple[str, str, str], Resource] = {}
 _discovery_lock = threading.Lock()

@@ -37,7 +37,6 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,41 +47,12 @@ from kubernetes.config.config_exception import ConfigException
 
 from sandbox.apihttp import Credentials, Observe, get_json
 from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
+from sandbox.kinds import BY_KIND, Kind
 from sandbox.objectives import Snapshot
 
-
-@dataclass(frozen=True)
-class KindRef:
-    group_version: str  # "v1" for core
-    plural: str
-    namespaced: bool
-
-    @property
-    def path(self) -> str:
-        """The collection path across all namespaces (or cluster-wide)."""
-        prefix = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
-        return f"{prefix}/{self.plural}"
-
-
-KINDS: dict[str, KindRef] = {
-    "Namespace": KindRef("v1", "namespaces", False),
-    "Node": KindRef("v1", "nodes", False),
-    "PersistentVolume": KindRef("v1", "persistentvolumes", False),
-    "StorageClass": KindRef("storage.k8s.io/v1", "storageclasses", False),
-    "Pod": KindRef("v1", "pods", True),
-    "Service": KindRef("v1", "services", True),
-    "Endpoints": KindRef("v1", "endpoints", True),
-    "PersistentVolumeClaim": KindRef("v1", "persistentvolumeclaims", True),
-    "Event": KindRef("v1", "events", True),
-    "ConfigMap": KindRef("v1", "configmaps", True),
-    "Deployment": KindRef("apps/v1", "deployments", True),
-    "ReplicaSet": KindRef("apps/v1", "replicasets", True),
-    "StatefulSet": KindRef("apps/v1", "statefulsets", True),
-    "EndpointSlice": KindRef("discovery.k8s.io/v1", "endpointslices", True),
-    "NetworkPolicy": KindRef("networking.k8s.io/v1", "networkpolicies", True),
-    "Ingress": KindRef("networking.k8s.io/v1", "ingresses", True),
-    "HorizontalPodAutoscaler": KindRef("autoscaling/v2", "horizontalpodautoscalers", True),
-}
+# The kinds a check can LIST: the one registry (sandbox.kinds), by kind name.
+KINDS: dict[str, Kind] = BY_KIND
+KindRef = Kind  # the name this module used to define
 NOT_WATCHED = frozenset({"Event"})  # changes as a side effect of everything else
 
 

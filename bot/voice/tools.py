@@ -17,7 +17,6 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from bot.core.text import from_outside, strip_controls
+from sandbox.kinds import KINDS as ALL_KINDS
+from sandbox.kinds import Kind
 
 log = logging.getLogger(__name__)
 
@@ -36,54 +37,13 @@ MAX_LOG_BYTES = 16_000
 MAX_ITEMS = 50
 
 
-@dataclass(frozen=True)
-class Kind:
-    kind: str
-    prefix: str  # "/api/v1" or "/apis/<group>/<version>"
-    plural: str
-    namespaced: bool
-    aliases: tuple[str, ...] = ()
-
-
-def _kind(kind: str, gv: str, plural: str, namespaced: bool = True, *aliases: str) -> Kind:
-    prefix = "/api/v1" if gv == "v1" else f"/apis/{gv}"
-    return Kind(kind, prefix, plural, namespaced, aliases)
-
-
-# The kinds the crew may look at. Secrets are deliberately absent (and refused by name).
-KINDS: tuple[Kind, ...] = (
-    _kind("Namespace", "v1", "namespaces", False, "ns"),
-    _kind("Node", "v1", "nodes", False, "no"),
-    _kind("Pod", "v1", "pods", True, "po"),
-    _kind("Service", "v1", "services", True, "svc"),
-    _kind("Endpoints", "v1", "endpoints", True, "ep"),
-    _kind("ConfigMap", "v1", "configmaps", True, "cm"),
-    _kind("ServiceAccount", "v1", "serviceaccounts", True, "sa"),
-    _kind("ResourceQuota", "v1", "resourcequotas", True, "quota"),
-    _kind("LimitRange", "v1", "limitranges", True, "limits"),
-    _kind("PersistentVolume", "v1", "persistentvolumes", False, "pv"),
-    _kind("PersistentVolumeClaim", "v1", "persistentvolumeclaims", True, "pvc"),
-    _kind("Event", "v1", "events", True, "ev"),
-    _kind("Deployment", "apps/v1", "deployments", True, "deploy"),
-    _kind("ReplicaSet", "apps/v1", "replicasets", True, "rs"),
-    _kind("StatefulSet", "apps/v1", "statefulsets", True, "sts"),
-    _kind("DaemonSet", "apps/v1", "daemonsets", True, "ds"),
-    _kind("Job", "batch/v1", "jobs", True),
-    _kind("CronJob", "batch/v1", "cronjobs", True, "cj"),
-    _kind("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", True),
-    _kind("StorageClass", "storage.k8s.io/v1", "storageclasses", False, "sc"),
-    _kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", True, "netpol"),
-    _kind("Ingress", "networking.k8s.io/v1", "ingresses", True, "ing"),
-    _kind("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", True, "hpa"),
-    _kind("Role", "rbac.authorization.k8s.io/v1", "roles", True),
-    _kind("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings", True),
-    _kind("ClusterRole", "rbac.authorization.k8s.io/v1", "clusterroles", False),
-    _kind("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
-)
+# The kinds the crew may look at: the one registry (sandbox.kinds), without Secrets (they
+# are refused by name too).
+KINDS: tuple[Kind, ...] = tuple(k for k in ALL_KINDS if k.kind != "Secret")
 _REFUSED = {"secret", "secrets"}
 _BY_NAME: dict[str, Kind] = {}
 for _k in KINDS:
-    for _n in (_k.kind, _k.plural, _k.kind.lower(), *_k.aliases):
+    for _n in (_k.kind, _k.plural, _k.singular, *_k.short_names):
         _BY_NAME[_n.lower()] = _k
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")

@@ -45,66 +45,20 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 from kubernetes import client
 
+from sandbox.kinds import KINDS as REGISTRY
+from sandbox.kinds import Kind
+
 Obj = dict[str, Any]
 
 
 # --- kinds ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KindInfo:
-    kind: str
-    group: str  # "" for core
-    version: str
-    plural: str
-    namespaced: bool
-    short_names: tuple[str, ...] = ()
-    scale: bool = False  # has a /scale subresource
-
-    @property
-    def group_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def singular(self) -> str:
-        return self.kind.lower()
-
-
-def _k(kind: str, gv: str, plural: str, namespaced: bool = True, *short: str,
-       scale: bool = False) -> KindInfo:
-    group, _, version = gv.rpartition("/")
-    return KindInfo(kind, group, version, plural, namespaced, short, scale)
-
-
-# Adding a kind is one line.
-KINDS: tuple[KindInfo, ...] = (
-    _k("Namespace", "v1", "namespaces", False, "ns"),
-    _k("Node", "v1", "nodes", False, "no"),
-    _k("Pod", "v1", "pods", True, "po"),
-    _k("Service", "v1", "services", True, "svc"),
-    _k("Endpoints", "v1", "endpoints", True, "ep"),
-    _k("ConfigMap", "v1", "configmaps", True, "cm"),
-    _k("Secret", "v1", "secrets", True),
-    _k("ServiceAccount", "v1", "serviceaccounts", True, "sa"),
-    _k("ResourceQuota", "v1", "resourcequotas", True, "quota"),
-    _k("LimitRange", "v1", "limitranges", True, "limits"),
-    _k("PersistentVolume", "v1", "persistentvolumes", False, "pv"),
-    _k("PersistentVolumeClaim", "v1", "persistentvolumeclaims", True, "pvc"),
-    _k("Event", "v1", "events", True, "ev"),
-    _k("Deployment", "apps/v1", "deployments", True, "deploy", scale=True),
-    _k("ReplicaSet", "apps/v1", "replicasets", True, "rs", scale=True),
-    _k("StatefulSet", "apps/v1", "statefulsets", True, "sts", scale=True),
-    _k("EndpointSlice", "discovery.k8s.io/v1", "endpointslices", True),
-    _k("StorageClass", "storage.k8s.io/v1", "storageclasses", False, "sc"),
-    _k("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", True, "netpol"),
-    _k("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", "adminnetworkpolicies", False, "anp"),
-    _k("Ingress", "networking.k8s.io/v1", "ingresses", True, "ing"),
-    _k("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers", True, "hpa"),
-    _k("Role", "rbac.authorization.k8s.io/v1", "roles", True),
-    _k("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings", True),
-    _k("ClusterRole", "rbac.authorization.k8s.io/v1", "clusterroles", False),
-    _k("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
-)
+# The product's one kind registry; the emulator serves all of it but the workload
+# controllers' kinds it has no behaviour for.
+KindInfo = Kind
+_NOT_SERVED = frozenset({"DaemonSet", "Job", "CronJob", "PodDisruptionBudget"})
+KINDS: tuple[KindInfo, ...] = tuple(k for k in REGISTRY if k.kind not in _NOT_SERVED)
 BY_KIND: dict[str, KindInfo] = {k.kind: k for k in KINDS}
 BY_GV_PLURAL: dict[tuple[str, str], KindInfo] = {(k.group_version, k.plural): k for k in KINDS}
 # Kinds whose spec changes bump metadata.generation (those without a spec never do).
