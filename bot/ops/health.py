@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,8 +193,10 @@ class HealthServer:
         host: str | None = None,
         port: int = 9090,
         static: dict[str, Path] | None = None,
+        mounts: Sequence[Callable[[web.Application], None]] = (),
     ) -> None:
         self.registry = registry
+        self.mounts = list(mounts)  # more routes on the same server (the browser terminal)
         self.metrics = metrics
         self.static = static or {}  # URL prefix -> folder of files served as they are
         self.host = host  # None: every interface, IPv4 and IPv6 (Fly checks and scrapes on both)
@@ -210,6 +212,8 @@ class HealthServer:
         for prefix, folder in self.static.items():
             if folder.is_dir():  # e.g. the crew's portraits, for Discord to fetch
                 app.router.add_static(prefix, folder, follow_symlinks=False)
+        for mount in self.mounts:
+            mount(app)
         return app
 
     async def _healthz(self, request: web.Request) -> web.Response:
