@@ -80,16 +80,53 @@ class WorkbenchSettings:
     storage_class: str = ""
 
 
+IMAGE_HELP = (
+    "KEPLER_WORKBENCH_IMAGE must name a public image pinned by digest "
+    "(registry/repository:tag@sha256:<64 hex>) that has bash, bash-completion, kubectl, vim, "
+    "nano and curl; docs/sandbox.md explains the choice and how to verify it"
+)
+
+
 def image_is_pinned(image: str) -> bool:
     """``registry/repo[:tag]@sha256:<64 hex>``: a tag alone can move under us."""
     _, _, digest = image.partition("@sha256:")
     return len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
 
 
-def kubeconfig_secret(namespace: str, service: str = "kepler") -> Obj:
-    """vcluster's ``exportKubeConfig.additionalSecrets`` entry for the workbench's kubeconfig."""
-    return {"name": KUBECONFIG_SECRET, "namespace": namespace,
-            "server": f"https://{service}.{namespace}.svc:443", "context": "kepler-station"}
+def kubeconfig_secret(namespace: str, service: str = "kepler",
+                      service_account: Obj | None = None) -> Obj:  # fmt: skip
+    """vcluster's ``exportKubeConfig.additionalSecrets`` entry for the workbench's kubeconfig:
+    the in-namespace Service as server (it is in the certificate's SANs)."""
+    out: Obj = {"name": KUBECONFIG_SECRET, "namespace": namespace,
+                "server": f"https://{service}.{namespace}.svc:443", "context": "kepler-station"}
+    if service_account:
+        out["serviceAccount"] = dict(service_account)
+    return out
+
+
+# --- the hooks sandbox/provision.py calls when KEPLER_WORKBENCH_IMAGE is set ----------------
+
+
+def reserve(hard: dict[str, str]) -> None:
+    """Grow the namespace quota by the workbench's volume (its CPU and memory fit already)."""
+    from kubernetes.utils import parse_quantity
+
+    hard["persistentvolumeclaims"] = str(int(hard["persistentvolumeclaims"]) + 1)
+    total = parse_quantity(hard["requests.storage"]) + parse_quantity(HOME_SIZE)
+    hard["requests.storage"] = f"{int(total) // 2**20}Mi"
+
+
+def others() -> Obj:
+    """A pod selector for everything but the workbench (the sandbox's broad policy uses it, so
+    the workbench's own narrow policy is all that applies to it)."""
+    return {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": [LABELS["app"]]}]}
+
+
+def api_peer() -> Obj:
+    """The workbench as a peer the control plane admits. Pods the vcluster syncs always carry
+    ``vcluster.loft.sh/managed-by``, so a learner's pod cannot pass for the workbench."""
+    return {"podSelector": {"matchLabels": {"app": LABELS["app"]}, "matchExpressions": [
+        {"key": "vcluster.loft.sh/managed-by", "operator": "DoesNotExist"}]}}
 
 
 def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False) -> list[Obj]:
@@ -97,7 +134,7 @@ def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False
     if not settings.image:
         return []
     if not image_is_pinned(settings.image):
-        raise ValueError("KEPLER_WORKBENCH_IMAGE must be pinned by digest (…@sha256:<64 hex>)")
+        raise ValueError(IMAGE_HELP)
 
     def meta(name: str) -> Obj:
         return {"name": name, "namespace": namespace, "labels": dict(LABELS)}
@@ -158,7 +195,7 @@ def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": meta(f"{NAME}-only-own-api"),
         "spec": {
-            "podSelector": {"matchLabels": pod_labels},
+            "podSelector": api_peer()["podSelector"],
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
             "egress": [
