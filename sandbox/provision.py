@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import yaml
 
+from sandbox import workbench
+
 Obj = dict[str, Any]
 Requirement = Literal["storage-class", "network-policy-sync", "metrics-server", "load-balancer"]
 
@@ -132,6 +134,7 @@ class HostSettings:
     storage_class: str = ""  # for the control plane's PVC; "" = host default
     dns_upstreams: tuple[str, ...] = DNS_UPSTREAMS
     in_cluster: bool = True  # the bot dials kepler.<ns>.svc from bot_namespace
+    workbench_image: str = ""  # the browser terminal's pod (sandbox/workbench.py); "": none
     sizing: Sizing = field(default_factory=Sizing)
 
 
@@ -312,6 +315,9 @@ def vcluster_values(spec: SandboxSpec) -> Obj:
                      "limitRange": {"enabled": False}},
         "telemetry": {"enabled": False},
     }
+    if host.workbench_image:
+        values["exportKubeConfig"]["additionalSecrets"] = [workbench.kubeconfig_secret(
+            spec.namespace, RELEASE, values["exportKubeConfig"]["serviceAccount"])]
     return values
 
 
@@ -393,6 +399,8 @@ def guard_rails(spec: SandboxSpec) -> list[Obj]:
         "requests.storage": s.requests_storage if "storage-class" in spec.requirements
         else s.control_plane_storage,
     }  # fmt: skip
+    if spec.host.workbench_image:
+        workbench.reserve(hard)
     quota = {"apiVersion": "v1", "kind": "ResourceQuota",
              "metadata": _meta("kepler-quota", ns, own), "spec": {"hard": hard}}
     limits = {"apiVersion": "v1", "kind": "LimitRange", "metadata": _meta("kepler-limits", ns, own),
@@ -726,8 +734,9 @@ def statefulset(spec: SandboxSpec, values: Mapping[str, Any], config_hash: str) 
 
 def render(spec: SandboxSpec) -> list[Obj]:
     """Every host object of the sandbox, in apply order (the namespace first)."""
+    bench = workbench.WorkbenchSettings(spec.host.workbench_image, RELEASE, spec.host.storage_class)
     return [namespace_object(spec), sandbox_admin_policy(spec), *guard_rails(spec),
-            *vcluster_objects(spec)]
+            *vcluster_objects(spec), *workbench.objects(spec.namespace, bench, paused=spec.paused)]
 
 
 # --- the bot's host RBAC (deploy/host-rbac.yaml is generated from this) ----------------------
@@ -774,8 +783,13 @@ def bot_cluster_role() -> Obj:
     rules = [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": w},
         {"apiGroups": [""], "resources": ["resourcequotas", "limitranges", "serviceaccounts",
-                                          "services", "secrets"], "verbs": w},
+                                          "services", "secrets", "configmaps"], "verbs": w},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]},
+        # The browser terminal (sandbox/workbench.py): exec into workbench-0 only, and the
+        # admission policy keeps it inside sandbox namespaces. A WebSocket exec is a GET,
+        # authorized as create too on newer API servers.
+        {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"],
+         "resourceNames": [workbench.POD]},
         {"apiGroups": ["apps"], "resources": ["statefulsets"], "verbs": w},
         {"apiGroups": ["apps"], "resources": ["statefulsets/scale"],
          "verbs": ["get", "patch", "update"]},

@@ -45,6 +45,7 @@ import yaml
 from kubernetes import client
 from kubernetes.config.kube_config import KubeConfigLoader
 
+from sandbox import workbench
 from sandbox.apply import DEFAULT_RETRY, Kube, Retry
 from sandbox.backends.base import (
     ProgressEvent,
@@ -371,6 +372,7 @@ class VClusterBackend(SandboxBackend):
         ns = await asyncio.to_thread(self._require, learner_id)
         if not await asyncio.to_thread(self._begin_pause, ns):
             return
+        await asyncio.to_thread(self._scale_workbench, ns, 0)
         await self._wait(lambda: self._at_zero(ns), "control plane scale-down")
         await asyncio.to_thread(self._delete_synced_pods, ns)
 
@@ -441,6 +443,13 @@ class VClusterBackend(SandboxBackend):
         for pod in self.kube.list("v1", "Pod", ns, SYNCED_SELECTOR):
             self.kube.delete("v1", "Pod", pod["metadata"]["name"], ns)
 
+    def _scale_workbench(self, namespace: str, replicas: int) -> None:
+        """The browser terminal's pod sleeps and wakes with the control plane; its home
+        volume stays (sandbox/workbench.py)."""
+        if self.kube.get("apps/v1", "StatefulSet", workbench.NAME, namespace):
+            self.kube.patch("apps/v1", "StatefulSet", workbench.NAME,
+                            {"spec": {"replicas": replicas}}, namespace, sub="scale")
+
     def resume(self, learner_id: str) -> AsyncIterator[ProgressEvent]:
         return self._resume(learner_id)
 
@@ -457,6 +466,7 @@ class VClusterBackend(SandboxBackend):
                                 ns, sub="scale")  # fmt: skip
                 self.kube.patch("apps/v1", "StatefulSet", RELEASE, {"metadata": {"annotations": {
                     PAUSED: None, PAUSED_REPLICAS: None, PAUSED_DATE: None}}}, ns)
+            self._scale_workbench(ns, 1)
             return ns
 
         try:

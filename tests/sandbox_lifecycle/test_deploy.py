@@ -24,7 +24,9 @@ def test_bot_has_no_wildcards_and_binds_only_the_syncer_roles() -> None:
     assert binds == [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
                       "verbs": ["bind"], "resourceNames": ["kepler-vcluster-syncer",
                                                            "kepler-vcluster-syncer-cluster"]}]
-    assert not any("pods/exec" in r["resources"] for r in rules)
+    execs = [r for r in rules if "pods/exec" in r["resources"]]  # the browser terminal only
+    assert execs == [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get", "create"],
+                      "resourceNames": ["workbench-0"]}]
 
 
 @pytest.mark.parametrize("name", ["host-rbac.yaml", "host-admission.yaml"])
