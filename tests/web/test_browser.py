@@ -93,6 +93,25 @@ def wait_for(driver: Any, text: str, timeout: float = 40.0) -> str:
     raise AssertionError(f"{text!r} not on screen after {timeout}s:\n{seen[-1500:]}")
 
 
+def wait_gone(driver: Any, text: str, timeout: float = 40.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text not in screen(driver):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} still on screen after {timeout}s:\n{screen(driver)[-1500:]}")
+
+
+def wait_buffer(driver: Any, kind: str, timeout: float = 40.0) -> None:
+    """xterm's active buffer: "alternate" while a full-screen program (vim) runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if driver.execute_script("return window.keplerTerminal.buffer.active.type") == kind:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the terminal buffer never became {kind!r}")
+
+
 def wait_state(driver: Any, state: str, timeout: float = 40.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -138,10 +157,14 @@ async def test_a_learner_with_only_a_browser(world: World, browser: Any, tmp_pat
 
     # vim: insert, leave insert mode with the page's Esc key, write and quit.
     await run(type_text, browser, "vim notes.txt\n")
-    await run(wait_for, browser, "notes.txt")
+    await run(wait_buffer, browser, "alternate")
+    await run(wait_for, browser, '"notes.txt" [New')  # vim is up and owns the screen
     await run(type_text, browser, "ithe reactor is stable")
+    await run(wait_for, browser, "-- INSERT --")
     await run(press, browser, "esc")
+    await run(wait_gone, browser, "-- INSERT --")  # a human pause: ESC then ":" is not Alt-:
     await run(type_text, browser, ":wq\n")
+    await run(wait_buffer, browser, "normal")  # vim has left: typing now reaches the shell
     await run(type_text, browser, "clear; cat notes.txt | tr a-z A-Z\n")
     await run(wait_for, browser, "THE REACTOR IS STABLE")
 
