@@ -167,6 +167,19 @@ class Settings(BaseSettings):
         "",
         description="Path to the pinned vcluster chart's values.yaml; empty: fetched once and checked by SHA-256.",
     )
+    # --- the browser terminal (bot/web/, sandbox/workbench.py) ------------------------------
+    web_secret: str = Field(
+        "", repr=False, json_schema_extra=SECRET,
+        description="Signs browser-terminal links (HMAC, 16+ characters); empty: no /terminal.",
+    )  # fmt: skip
+    web_url: str = Field(
+        "", description="Public https address of the bot's HTTP server (KEPLER_HEALTH_PORT), "
+        "the base of terminal links.",
+    )  # fmt: skip
+    workbench_image: str = Field(
+        "", description="Learners' workbench image for the browser terminal, pinned by digest "
+        "(`repo:tag@sha256:…`, docs/sandbox.md); empty: no workbench pods.",
+    )  # fmt: skip
     # --- engine and checks ----------------------------------------------------------------
     idle_minutes: float = Field(
         60, gt=0, description="A crew member idle this long drops out of the count."
@@ -231,6 +244,7 @@ class Settings(BaseSettings):
             bot_namespace=self.sandbox_bot_namespace,
             storage_class=self.sandbox_storage_class,
             dns_upstreams=tuple(self.sandbox_dns.split()),
+            workbench_image=self.workbench_image,
         )
 
     def lifecycle_policy(self) -> LifecyclePolicy:

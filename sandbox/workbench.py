@@ -26,6 +26,7 @@ sandbox's host namespace, rendered with the rest of the sandbox (:func:`objects`
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,9 +235,9 @@ class HostWorkbenches:
     sandbox namespaces (deploy/).
     """
 
-    def __init__(self, store: Any, host_config: Any):
+    def __init__(self, store: Any, host_configs: Mapping[str, Any]):
         self.store = store
-        self.host_config = host_config
+        self.host_configs = host_configs  # host name ("" when there is one) -> Configuration
 
     async def find(self, learner: str) -> Any:
         from bot.web.server import Workbench
@@ -252,7 +253,9 @@ class HostWorkbenches:
         record = await self.store.get_sandbox(learner)
         if record is None:
             raise LookupError("no sandbox")
-        cfg = self.host_config
+        cfg = self.host_configs.get(record.host) or self.host_configs.get("")
+        if cfg is None:
+            raise LookupError(f"no host cluster named {record.host!r}")
         headers = await asyncio.to_thread(auth_headers, cfg)  # may run a token refresh hook
         headers.pop("Accept", None)
         return ExecTarget(base_url=str(cfg.host), namespace=record.name, pod=POD,

@@ -12,9 +12,12 @@ Usage::
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from bot.config import Settings
 from bot.ops.backup import BackupScheduler, from_settings
@@ -45,6 +48,7 @@ async def start_ops(
     host_api: Any | None = None,
     manager: Any | None = None,
     metrics: Metrics | None = None,
+    mounts: Sequence[Callable[[web.Application], None]] = (),
 ) -> Ops:
     """Metrics (store gauges, host sandbox view, Discord rate-limit counter), the health
     registry with ``store`` and ``host_cluster`` checks, the HTTP server on
@@ -64,7 +68,7 @@ async def start_ops(
     if settings.health_port > 0:
         portraits = {"/portraits": Path(settings.personas) / "portraits"}  # KEPLER_PUBLIC_URL
         server = await HealthServer(
-            health, metrics, port=settings.health_port, static=portraits
+            health, metrics, port=settings.health_port, static=portraits, mounts=mounts
         ).start()
     backups = from_settings(settings, metrics)
     if backups is not None:

@@ -124,7 +124,7 @@ async def make_world(emu: KubeEmulator, tmp: Path, protocols: tuple[str, ...] = 
         activity.append(learner)
 
     async with SQLiteStore(tmp / "kepler.db") as store:
-        web = TerminalWeb(signer, HostWorkbenches(store, host_config(endpoint.url)),
+        web = TerminalWeb(signer, HostWorkbenches(store, {"": host_config(endpoint.url)}),
                           base_url=base_url or "http://127.0.0.1", clock=clock,
                           on_activity=on_activity, reap_every=0)  # fmt: skip
         server = await HealthServer(HealthRegistry(), host="127.0.0.1", port=0,
