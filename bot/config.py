@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     )  # fmt: skip
     public_url: str = Field(
         "",
-        description="Public base URL of the bot's HTTP server (portraits at /portraits/); "
-        "empty: no portraits.",
+        description="Public base URL of the bot's HTTP server (portraits at /portraits/, "
+        "browser-terminal links at /terminal/); empty: no portraits.",
     )
     # --- host clusters and sandboxes ----------------------------------------------------
     host_kubeconfig: str = Field(
@@ -171,10 +171,6 @@ class Settings(BaseSettings):
     web_secret: str = Field(
         "", repr=False, json_schema_extra=SECRET,
         description="Signs browser-terminal links (HMAC, 16+ characters); empty: no /terminal.",
-    )  # fmt: skip
-    web_url: str = Field(
-        "", description="Public https address of the bot's HTTP server (KEPLER_HEALTH_PORT), "
-        "the base of terminal links.",
     )  # fmt: skip
     workbench_image: str = Field(
         "", description="Learners' workbench image for the browser terminal, pinned by digest "

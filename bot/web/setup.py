@@ -31,6 +31,6 @@ def build_terminal(settings: Any, store: Any, manager: Any, backend: Any) -> Ter
     else:
         log.warning("the browser terminal needs the vcluster backend; it stays off")
         return None
-    base = settings.web_url or f"http://localhost:{settings.health_port}"
+    base = settings.public_url or f"http://localhost:{settings.health_port}"
     return TerminalWeb(LinkSigner(settings.web_secret), HostWorkbenches(store, configs),
                        base_url=base, on_activity=manager.touch)  # fmt: skip

@@ -25,8 +25,16 @@ from bot.store.records import Mission
 from bot.transports.discord.expiry import expired_token, log_expired
 from bot.transports.discord.moments import Moments
 from bot.transports.discord.render import NO_MENTIONS, plain_embed, render
-from bot.transports.discord.transport import GUILD, learner_id_of
-from bot.transports.discord.views import AnswerForm, ComponentId, form_text, parse
+from bot.transports.discord.transport import GUILD, learner_id_of, user_id_of
+from bot.transports.discord.views import (
+    TERMINAL_ID,
+    AnswerForm,
+    ComponentId,
+    form_text,
+    parse,
+    terminal_button_view,
+    terminal_link_view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +62,22 @@ class Progress:
         self.channel = channel
         self.message: Any = None
 
-    async def update(self, text: str) -> None:
+    async def update(self, text: str, view: discord.ui.View | None = None) -> None:
         embed = plain_embed(text, title="Your station cluster")
+        extra: dict[str, Any] = {"view": view} if view is not None else {}
         if self.message is not None:
             try:
-                await self.message.edit(embed=embed)
+                await self.message.edit(embed=embed, **extra)
                 return
             except discord.HTTPException:
                 pass  # e.g. the interaction token expired after 15 minutes: post anew
         if self.interaction is not None and self.message is None:
             self.message = await self.interaction.followup.send(
-                embed=embed, ephemeral=True, wait=True, allowed_mentions=NO_MENTIONS
+                embed=embed, ephemeral=True, wait=True, allowed_mentions=NO_MENTIONS, **extra
             )
         elif self.channel is not None:
-            self.message = await self.channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
+            self.message = await self.channel.send(embed=embed, allowed_mentions=NO_MENTIONS,
+                                                   **extra)  # fmt: skip
 
 
 class Actions:
@@ -81,6 +91,7 @@ class Actions:
         backend: Any = None,
         spawn: Spawn | None = None,
         public_url: str = "",
+        terminal: Any = None,
     ):
         self.public_url = public_url
         self.engine = engine
@@ -88,6 +99,7 @@ class Actions:
         self.course = course
         self.manager = manager
         self.backend = backend
+        self.web_terminal = terminal  # bot.web.server.TerminalWeb: the browser terminal, or None
         self.spawn: Spawn = spawn or asyncio.ensure_future
         self.moments = Moments(store)
 
@@ -170,7 +182,8 @@ class Actions:
 
         async def work() -> list[Outgoing]:
             mission = await self._mission_for(interaction)
-            return await self.engine.status(mission.id, learner_id_of(interaction.user))
+            out = await self.engine.status(mission.id, learner_id_of(interaction.user))
+            return out + await self._terminals_open(mission.id)
 
         await self._run(interaction, work)
 
@@ -243,6 +256,9 @@ class Actions:
     async def click(self, interaction: discord.Interaction, custom_id: str) -> None:
         """A button of ours, from any message ever sent: act only if its moment is now."""
         try:
+            if custom_id == TERMINAL_ID:  # under "your cluster is ready": not a story moment
+                await self.terminal(interaction)
+                return
             cid = parse(custom_id)
             if cid is None or cid.action == "form":
                 await self.unknown(interaction)
@@ -444,6 +460,48 @@ class Actions:
             allowed_mentions=NO_MENTIONS,
         )
 
+    async def terminal(self, interaction: discord.Interaction) -> None:
+        """A fresh single-use link to the learner's browser terminal, only for them to see."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        learner = learner_id_of(interaction.user)
+        if self.web_terminal is None:
+            await self._say(interaction, "The browser terminal is not switched on for this bot. "
+                            "Use **/kubeconfig** with your own kubectl.")  # fmt: skip
+            return
+        record = await self.store.get_sandbox(learner)
+        if record is not None and record.phase == "paused" and self.manager is not None:
+            await self._progress(self.manager.resume(learner), Progress(interaction),
+                                 with_terminal=False)  # fmt: skip
+            record = await self.store.get_sandbox(learner)
+        if record is None or record.phase != "ready":
+            await self._say(interaction, "Your station cluster is not ready yet. Start or join a "
+                            "mission and wait for the ✅.")  # fmt: skip
+            return
+        try:
+            url = await self.web_terminal.link_for(learner)
+        except Exception:
+            log.warning("terminal link failed", extra={"learner": learner})
+            url = None
+        if url is None:
+            await self._say(interaction, OOPS)
+            return
+        await interaction.followup.send(
+            "Your terminal, already connected to your station cluster (only you can see this "
+            "link). Open it within 10 minutes; it works once. `kubectl` (or `k`), vim, nano and "
+            "curl are there, and your files stay between sessions.",
+            view=terminal_link_view(url), ephemeral=True, allowed_mentions=NO_MENTIONS,
+        )  # fmt: skip
+
+    async def _terminals_open(self, mission_id: int) -> list[Outgoing]:
+        """For the crew board: who of this crew has a terminal open right now."""
+        if self.web_terminal is None:
+            return []
+        open_now = self.web_terminal.connected()
+        crew = [m.learner_id for m in await self.store.members(mission_id) if not m.left]
+        ids = [user_id_of(lid) for lid in crew if lid in open_now]
+        names = ", ".join(f"<@{i}>" for i in ids if i is not None)
+        return [Outgoing(kind="notice", text=f"Terminals open now: {names or 'none'}.")]
+
     async def sandbox(self, interaction: discord.Interaction, op: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         learner = learner_id_of(interaction.user)
@@ -486,13 +544,18 @@ class Actions:
             log.exception("provisioning failed", extra={"learner": learner})
             await progress.update(OOPS)
 
-    async def _progress(self, events: Any, progress: Progress) -> None:
+    async def _progress(self, events: Any, progress: Progress, *,
+                        with_terminal: bool = True) -> None:  # fmt: skip
         async for event in events:
             mark = PROGRESS_STEPS.get(event.step, "•")
             text = f"{mark} {event.message}"
+            view = None
             if event.step == "ready":
                 text += "\nUse **/kubeconfig** to get access (only you will see it)."
-            await progress.update(text)
+                if self.web_terminal is not None and with_terminal:
+                    text += " Or press **Terminal** for one in your browser: nothing to install."
+                    view = terminal_button_view()
+            await progress.update(text, view=view)
 
     # --- admin --------------------------------------------------------------------------
 

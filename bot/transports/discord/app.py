@@ -58,6 +58,7 @@ class App:
         public_url: str = "",
         pacer: Pacer | None = None,
         invalid: InvalidRequests | None = None,
+        terminal: Any = None,
     ):
         self.bot = bot
         self.store = store
@@ -75,7 +76,7 @@ class App:
         )
         self.actions = Actions(
             self.engine, store, course, manager=manager, backend=backend, spawn=self.spawn,
-            public_url=public_url,
+            public_url=public_url, terminal=terminal,
         )  # fmt: skip
         self.commands = KeplerCommands(self.actions, store)
         self._loops: list[asyncio.Task[Any]] = []
@@ -184,6 +185,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     from bot.ops.runtime import start_ops
     from bot.store.sqlite import SQLiteStore
     from bot.voice import BudgetLimits, build_voice
+    from bot.web.setup import build_terminal
     from sandbox.backends.kubeconfig import KubeconfigBackend
     from sandbox.lifecycle import SandboxManager
     from sandbox.service import ClusterService
@@ -207,7 +209,9 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
 
     manager = SandboxManager(backend, store, policy=settings.lifecycle_policy(), notify=notify)
     host = getattr(backend, "kube", None)
-    ops = await start_ops(settings, store, host_api=host.api if host else None, manager=manager)
+    terminal = build_terminal(settings, store, manager, backend)  # bot/web: the browser terminal
+    ops = await start_ops(settings, store, host_api=host.api if host else None, manager=manager,
+                          mounts=[terminal.mount] if terminal else [])  # fmt: skip
     if manager.pool is not None:  # several hosts: healthy while one answers; each instrumented
         from bot.ops.health import host_clusters_check
 
@@ -238,7 +242,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
         bot=bot, store=store, course=course, cluster=service, voice=voice,
         secret_key=settings.secret_key, idle_after=settings.idle_seconds,
         manager=manager, backend=backend, service=service, observe=ops.metrics.observe,
-        public_url=settings.public_url, invalid=invalid,
+        public_url=settings.public_url, invalid=invalid, terminal=terminal,
     )  # fmt: skip
     holder["app"] = app
     with contextlib.suppress(Exception):

@@ -1,7 +1,7 @@
 """Slash commands. Each one is a line of glue into :class:`Actions`.
 
 ``/mission start|join|leave|status|pace``, ``/check``, ``/hint``, ``/catchup``,
-``/kubeconfig``, ``/sandbox reset|delete|extend``, ``/profile``, and the admin group
+``/kubeconfig``, ``/terminal``, ``/sandbox reset|delete|extend``, ``/profile``, and the admin group
 ``/station settings|caps|teardown``: hidden by default from members without Manage Server
 (``default_permissions``) and checked again at run time, since server admins can override
 the default.
@@ -108,6 +108,10 @@ class KeplerCommands(commands.Cog):
     @app_commands.command(name="kubeconfig", description="Access to your cluster (only you see it)")
     async def kubeconfig(self, interaction: discord.Interaction) -> None:
         await self.actions.kubeconfig(interaction)
+
+    @app_commands.command(name="terminal", description="A terminal in your browser, on your cluster")
+    async def terminal(self, interaction: discord.Interaction) -> None:
+        await self.actions.terminal(interaction)
 
     @app_commands.command(
         name="profile", description="Show or change how the commander works with you"

@@ -172,4 +172,21 @@ def form_text(data: dict[str, Any]) -> str:
     return ""
 
 
+TERMINAL_ID = "kepler:terminal"  # handled by Actions.click before the story ids
+
+
+def terminal_button_view() -> discord.ui.View:
+    """Under "your cluster is ready": a fresh terminal link for whoever presses it (ephemeral;
+    links expire in minutes, so the message carries the button, never a link)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(StoryButton(TERMINAL_ID, "Terminal", discord.ButtonStyle.primary))
+    return view
+
+
+def terminal_link_view(url: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(discord.ui.Button(label="Open your terminal", url=url))
+    return view
+
+
 DYNAMIC_ITEMS = (StoryButton,)
