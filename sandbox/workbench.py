@@ -25,12 +25,8 @@ sandbox's host namespace, rendered with the rest of the sandbox (:func:`objects`
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from bot.web.kexec import ExecTarget
 
 Obj = dict[str, Any]
 
@@ -218,46 +214,3 @@ def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False
         policy,
         sts,
     ]  # fmt: skip
-
-
-# --- where the bot finds a learner's workbench ------------------------------------------------
-
-_PHASES = {"ready": "ready", "paused": "paused", "provisioning": "starting",
-           "resuming": "starting", "waiting": "starting"}  # fmt: skip
-
-
-class HostWorkbenches:
-    """:class:`bot.web.server.Workbenches` over the store's sandbox records and the host API.
-
-    The generation is the sandbox's host namespace (a reset makes a new one). Exec goes to
-    ``workbench-0`` through the host API server with the bot's own host credentials; the
-    bot's RBAC allows ``pods/exec`` and the admission policy confines it to that pod in
-    sandbox namespaces (deploy/).
-    """
-
-    def __init__(self, store: Any, host_configs: Mapping[str, Any]):
-        self.store = store
-        self.host_configs = host_configs  # host name ("" when there is one) -> Configuration
-
-    async def find(self, learner: str) -> Any:
-        from bot.web.server import Workbench
-
-        record = await self.store.get_sandbox(learner)
-        if record is None or not record.name or record.phase in ("failed", "deleting"):
-            return Workbench("gone", "")
-        return Workbench(_PHASES.get(record.phase, "starting"), record.name)  # type: ignore[arg-type]
-
-    async def target(self, learner: str) -> ExecTarget:
-        from sandbox.apihttp import auth_headers, ssl_context
-
-        record = await self.store.get_sandbox(learner)
-        if record is None:
-            raise LookupError("no sandbox")
-        cfg = self.host_configs.get(record.host) or self.host_configs.get("")
-        if cfg is None:
-            raise LookupError(f"no host cluster named {record.host!r}")
-        headers = await asyncio.to_thread(auth_headers, cfg)  # may run a token refresh hook
-        headers.pop("Accept", None)
-        return ExecTarget(base_url=str(cfg.host), namespace=record.name, pod=POD,
-                          container=CONTAINER, command=COMMAND, headers=headers,
-                          ssl=ssl_context(cfg) or None)  # fmt: skip

@@ -16,7 +16,7 @@ def build_terminal(settings: Any, store: Any, manager: Any, backend: Any) -> Ter
 
     Exec goes through each host's API server with the bot's own credentials (the backend's
     client configuration); typing in a terminal counts as the learner being active."""
-    from sandbox.workbench import HostWorkbenches
+    from bot.web.workbenches import HostWorkbenches
 
     if not settings.web_secret:
         return None

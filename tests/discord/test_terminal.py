@@ -10,8 +10,8 @@ import aiohttp
 from bot.engine.ports import Address
 from bot.web.server import TerminalWeb
 from bot.web.tokens import LinkSigner
+from bot.web.workbenches import HostWorkbenches
 from sandbox.backends.base import SandboxRecord
-from sandbox.workbench import HostWorkbenches
 from tests.discord.conftest import make_app
 from tests.web.conftest import SECRET, host_config
 

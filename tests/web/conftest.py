@@ -19,8 +19,9 @@ from bot.ops.health import HealthRegistry, HealthServer
 from bot.store.sqlite import SQLiteStore
 from bot.web.server import TerminalWeb
 from bot.web.tokens import LinkSigner
+from bot.web.workbenches import HostWorkbenches
 from sandbox.backends.base import SandboxRecord
-from sandbox.workbench import BASHRC, ETC, HOME, POD, HostWorkbenches, WorkbenchSettings, objects
+from sandbox.workbench import BASHRC, ETC, HOME, POD, WorkbenchSettings, objects
 from tests.emulator import KubeEmulator
 from tests.web.exec_endpoint import V4, V5, ExecEndpoint
 
