@@ -59,7 +59,7 @@ class Workbench:
 
 
 class Workbenches(Protocol):
-    """What the terminal needs from the sandbox side (``sandbox/workbench.py`` on a host)."""
+    """What the terminal needs from the sandbox side (``bot/web/workbenches.py`` on hosts)."""
 
     async def find(self, learner: str) -> Workbench: ...
 
