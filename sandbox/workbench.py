@@ -19,8 +19,12 @@ sandbox's host namespace, rendered with the rest of the sandbox (:func:`objects`
 * ``/home/learner`` on a PersistentVolumeClaim from the StatefulSet's claim template: it
   survives pause (scaled to 0 with the control plane) and resume, and goes with a reset or
   delete (the namespace goes);
-* a NetworkPolicy: egress only to its own vcluster's API (the control-plane pods, port 8443)
-  and DNS; no ingress at all. The bot reaches it only through the host API server's exec.
+* a NetworkPolicy: egress only to its own vcluster's API (the control-plane pods, port 8443);
+  no ingress at all. The bot reaches it only through the host API server's exec. The host's
+  AdminNetworkPolicies deny every other namespace, the host's DNS included, so the workbench
+  resolves nothing: the rc file points the kubeconfig at the Service's cluster IP (from the
+  service-link variables ``KEPLER_SERVICE_HOST``/``_PORT_HTTPS``) and keeps the Service's DNS
+  name as the TLS server name (it is in the certificate's SANs).
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ mkdir -p "$HOME/.kube"
 if [ -r {MOUNTED_KUBECONFIG} ] && ! cmp -s {MOUNTED_KUBECONFIG} "$HOME/.kube/.kepler-mounted"; then
   cp {MOUNTED_KUBECONFIG} "$HOME/.kube/config" && cp {MOUNTED_KUBECONFIG} "$HOME/.kube/.kepler-mounted"
   chmod 600 "$HOME/.kube/config"
+  if [ -n "${{KEPLER_SERVICE_HOST:-}}" ] && [ -n "${{KEPLER_API_NAME:-}}" ]; then
+    kubectl --kubeconfig "$HOME/.kube/config" config set-cluster \
+      "$(kubectl --kubeconfig "$HOME/.kube/config" config view -o jsonpath='{{.contexts[0].context.cluster}}')" \
+      --server="https://${{KEPLER_SERVICE_HOST}}:${{KEPLER_SERVICE_PORT_HTTPS:-443}}" \
+      --tls-server-name="$KEPLER_API_NAME" >/dev/null
+  fi
 fi
 export KUBECONFIG="$HOME/.kube/config"
 export EDITOR="${{EDITOR:-nano}}"
@@ -113,17 +123,12 @@ def reserve(hard: dict[str, str]) -> None:
     hard["requests.storage"] = f"{int(total) // 2**20}Mi"
 
 
-def others() -> Obj:
-    """A pod selector for everything but the workbench (the sandbox's broad policy uses it, so
-    the workbench's own narrow policy is all that applies to it)."""
-    return {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": [LABELS["app"]]}]}
-
-
-def api_peer() -> Obj:
-    """The workbench as a peer the control plane admits. Pods the vcluster syncs always carry
-    ``vcluster.loft.sh/managed-by``, so a learner's pod cannot pass for the workbench."""
-    return {"podSelector": {"matchLabels": {"app": LABELS["app"]}, "matchExpressions": [
-        {"key": "vcluster.loft.sh/managed-by", "operator": "DoesNotExist"}]}}
+def selector() -> Obj:
+    """The workbench pod and nothing else. Pods the vcluster syncs always carry
+    ``vcluster.loft.sh/managed-by``, so no learner pod is selected by the workbench's policy
+    (a host policy that selected it would outvote the learner's own policies)."""
+    return {"matchLabels": {"app": LABELS["app"]}, "matchExpressions": [
+        {"key": "vcluster.loft.sh/managed-by", "operator": "DoesNotExist"}]}
 
 
 def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False) -> list[Obj]:
@@ -147,7 +152,8 @@ def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False
         "command": ["sleep", "infinity"],  # terminals are exec sessions; the pod just waits
         "workingDir": HOME,
         "env": [{"name": "HOME", "value": HOME}, {"name": "KUBECONFIG", "value": f"{HOME}/.kube/config"},
-                {"name": "TERM", "value": "xterm-256color"}, {"name": "EDITOR", "value": "nano"}],
+                {"name": "TERM", "value": "xterm-256color"}, {"name": "EDITOR", "value": "nano"},
+                {"name": "KEPLER_API_NAME", "value": f"{settings.vcluster_service}.{namespace}.svc"}],
         "resources": {"requests": dict(REQUESTS), "limits": dict(LIMITS)},
         "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
                             "allowPrivilegeEscalation": False,
@@ -171,7 +177,7 @@ def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False
                 "spec": {
                     "serviceAccountName": NAME,
                     "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
+                    "enableServiceLinks": True,  # KEPLER_SERVICE_HOST: the API, no DNS
                     "terminationGracePeriodSeconds": 5,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": UID,
                                         "runAsGroup": UID, "fsGroup": UID,
@@ -192,17 +198,13 @@ def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": meta(f"{NAME}-only-own-api"),
         "spec": {
-            "podSelector": api_peer()["podSelector"],
+            "podSelector": selector(),
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [],
             "egress": [
                 {"to": [{"podSelector": {"matchLabels": {"app": "vcluster",
                                                          "release": settings.vcluster_service}}}],
                  "ports": [{"protocol": "TCP", "port": 8443}]},
-                {"to": [{"namespaceSelector": {"matchLabels": {
-                    "kubernetes.io/metadata.name": "kube-system"}},
-                         "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
             ],
         },
     }  # fmt: skip

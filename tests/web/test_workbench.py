@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sandbox.provision import HostSettings, SandboxSpec, render
 from sandbox.workbench import (
+    BASHRC,
+    ETC,
     IMAGE_HELP,
     POD,
     WorkbenchSettings,
@@ -101,25 +106,47 @@ def test_the_learners_kubeconfig_comes_from_vcluster_with_the_inner_service_addr
     assert vols["kubeconfig"]["secret"]["secretName"] == "vc-workbench"
 
 
-def test_network_policies_let_it_reach_only_its_own_api_and_dns() -> None:
+def test_network_policy_lets_it_reach_only_its_own_api() -> None:
     objs = render(spec())
     policies = {p["metadata"]["name"]: p["spec"] for p in by_kind(objs, "NetworkPolicy")}
     mine = policies["workbench-only-own-api"]
-    assert mine["ingress"] == []
-    (api, dns) = mine["egress"]
+    assert mine["ingress"] == [] and set(mine["policyTypes"]) == {"Ingress", "Egress"}
+    (api,) = mine["egress"]
     assert api["to"] == [{"podSelector": {"matchLabels": {"app": "vcluster", "release": "kepler"}}}]
     assert api["ports"] == [{"protocol": "TCP", "port": 8443}]
-    assert {p["port"] for p in dns["ports"]} == {53}
-    # The broad policy (same namespace, internet) does not select the workbench…
-    broad = policies["kepler-sandbox"]["podSelector"]
-    assert broad == {"matchExpressions": [{"key": "app", "operator": "NotIn",
-                                           "values": ["kepler-workbench"]}]}  # fmt: skip
-    # …and the control plane admits it, but not a learner's pod wearing its label.
+    # It selects the workbench only: never a learner's synced pod wearing its label.
+    assert mine["podSelector"]["matchExpressions"] == [
+        {"key": "vcluster.loft.sh/managed-by", "operator": "DoesNotExist"}]
+    # The control plane admits the namespace's own pods (the workbench among them).
     peers = policies["kepler-control-plane"]["ingress"][0]["from"]
-    wb = [p for p in peers if "podSelector" in p]
-    assert wb == [{"podSelector": {"matchLabels": {"app": "kepler-workbench"}, "matchExpressions": [
-        {"key": "vcluster.loft.sh/managed-by", "operator": "DoesNotExist"}]}}]
-    assert mine["podSelector"] == wb[0]["podSelector"]
+    assert {"podSelector": {}} in peers
+
+
+def test_rc_points_kubectl_at_the_service_ip_and_keeps_the_tls_name(tmp_path: Path) -> None:
+    """No DNS in the workbench: the rc file rewrites the copied kubeconfig's server to the
+    service-link address and keeps the Service's name for TLS (real bash, real kubectl)."""
+    import subprocess
+
+    etc, home = tmp_path / "etc", tmp_path / "home"
+    (etc / "kubeconfig").mkdir(parents=True)
+    home.mkdir()
+    (etc / "kubeconfig" / "config").write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kepler-station",
+        "clusters": [{"name": "kepler-station", "cluster": {"server": f"https://kepler.{NS}.svc:443"}}],
+        "contexts": [{"name": "kepler-station", "context": {"cluster": "kepler-station", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}]}))  # fmt: skip
+    rc = etc / "workbench.bashrc"
+    rc.write_text(BASHRC.replace(ETC, str(etc)))
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "KEPLER_SERVICE_HOST": "10.96.7.9",
+           "KEPLER_SERVICE_PORT_HTTPS": "443", "KEPLER_API_NAME": f"kepler.{NS}.svc"}
+    out = subprocess.run(["bash", "--rcfile", str(rc), "-i", "-c", "true"], env=env, cwd=home,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    config = yaml.safe_load((home / ".kube" / "config").read_text())
+    cluster = config["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://10.96.7.9:443"
+    assert cluster["tls-server-name"] == f"kepler.{NS}.svc"
+    assert oct((home / ".kube" / "config").stat().st_mode & 0o777) == "0o600"
 
 
 def test_quota_grows_by_the_home_volume() -> None:
@@ -135,7 +162,10 @@ def test_quota_grows_by_the_home_volume() -> None:
 @pytest.mark.parametrize("exposure", ["Ingress", "NodePort"])
 def test_rendered_objects_validate(exposure: str) -> None:
     kv = pytest.importorskip("kubernetes_validate")
-    for obj in render(spec(exposure=exposure)):
+    objs = [o for o in render(spec(exposure=exposure))
+            if o["metadata"]["name"].startswith("workbench")]  # the rest: tests/sandbox_lifecycle
+    assert len(objs) == 4
+    for obj in objs:
         kv.validate(obj, "1.31", strict=True)
 
 
