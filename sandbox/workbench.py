@@ -58,11 +58,11 @@ mkdir -p "$HOME/.kube"
 if [ -r {MOUNTED_KUBECONFIG} ] && ! cmp -s {MOUNTED_KUBECONFIG} "$HOME/.kube/.kepler-mounted"; then
   cp {MOUNTED_KUBECONFIG} "$HOME/.kube/config" && cp {MOUNTED_KUBECONFIG} "$HOME/.kube/.kepler-mounted"
   chmod 600 "$HOME/.kube/config"
-  if [ -n "${{KEPLER_SERVICE_HOST:-}}" ] && [ -n "${{KEPLER_API_NAME:-}}" ]; then
+  if [ -n "${{KEPLER_SERVICE_HOST:-}}" ] && [ -n "${{WORKBENCH_API_NAME:-}}" ]; then
     kubectl --kubeconfig "$HOME/.kube/config" config set-cluster \
       "$(kubectl --kubeconfig "$HOME/.kube/config" config view -o jsonpath='{{.contexts[0].context.cluster}}')" \
       --server="https://${{KEPLER_SERVICE_HOST}}:${{KEPLER_SERVICE_PORT_HTTPS:-443}}" \
-      --tls-server-name="$KEPLER_API_NAME" >/dev/null
+      --tls-server-name="$WORKBENCH_API_NAME" >/dev/null
   fi
 fi
 export KUBECONFIG="$HOME/.kube/config"
@@ -153,7 +153,7 @@ def objects(namespace: str, settings: WorkbenchSettings, *, paused: bool = False
         "workingDir": HOME,
         "env": [{"name": "HOME", "value": HOME}, {"name": "KUBECONFIG", "value": f"{HOME}/.kube/config"},
                 {"name": "TERM", "value": "xterm-256color"}, {"name": "EDITOR", "value": "nano"},
-                {"name": "KEPLER_API_NAME", "value": f"{settings.vcluster_service}.{namespace}.svc"}],
+                {"name": "WORKBENCH_API_NAME", "value": f"{settings.vcluster_service}.{namespace}.svc"}],
         "resources": {"requests": dict(REQUESTS), "limits": dict(LIMITS)},
         "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
                             "allowPrivilegeEscalation": False,

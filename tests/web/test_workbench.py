@@ -138,7 +138,7 @@ def test_rc_points_kubectl_at_the_service_ip_and_keeps_the_tls_name(tmp_path: Pa
     rc = etc / "workbench.bashrc"
     rc.write_text(BASHRC.replace(ETC, str(etc)))
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "KEPLER_SERVICE_HOST": "10.96.7.9",
-           "KEPLER_SERVICE_PORT_HTTPS": "443", "KEPLER_API_NAME": f"kepler.{NS}.svc"}
+           "KEPLER_SERVICE_PORT_HTTPS": "443", "WORKBENCH_API_NAME": f"kepler.{NS}.svc"}
     out = subprocess.run(["bash", "--rcfile", str(rc), "-i", "-c", "true"], env=env, cwd=home,
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stderr
