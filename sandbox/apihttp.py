@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import time
 import weakref
@@ -31,7 +30,13 @@ from urllib.parse import urlencode, urlsplit
 import h11
 from kubernetes import client
 
-from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
+from sandbox.errors import (
+    ClusterError,
+    ClusterForbidden,
+    ClusterUnreachable,
+    for_status,
+    for_transport,
+)
 from sandbox.httpstream import HttpStream
 
 CONNECT_TIMEOUT = 10.0
@@ -404,25 +409,10 @@ async def status_error(stream: HttpStream, resp: h11.Response, what: str) -> Clu
         reason = status.get("reason") or reason
     except (ValueError, AttributeError, OSError, TimeoutError, h11.ProtocolError):
         pass
-    if code in (401, 403):
-        return ClusterForbidden(f"{what}: {code} {reason}")
-    if code == 504:
-        return ClusterTimeout(f"{what}: {code} {reason}")
-    return ClusterError(f"{what}: {code} {reason}")
+    return for_status(code, reason, what)
 
 
 def map_error(exc: BaseException, what: str) -> ClusterError:
-    """A transport failure as one of ours (no secrets: only the URL and the error class)."""
-    if isinstance(exc, TimeoutError):
-        return ClusterTimeout(f"{what}: timed out")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return ClusterUnreachable(f"{what}: TLS certificate not trusted")
-    if isinstance(exc, ssl.SSLError):
-        return ClusterUnreachable(f"{what}: TLS error (certificate or protocol)")
-    if isinstance(exc, ConnectionRefusedError | socket.gaierror):
-        return ClusterUnreachable(f"{what}: connection refused or host unknown")
-    if isinstance(exc, ValueError):
-        return ClusterError(f"{what}: answer is not JSON")
-    if isinstance(exc, h11.ProtocolError):
-        return ClusterError(f"{what}: malformed HTTP answer")
-    return ClusterUnreachable(f"{what}: connection failed ({type(exc).__name__})")
+    """A transport failure as one of ours (:func:`sandbox.errors.for_transport`)."""
+    return for_transport(exc, what)
+

@@ -46,7 +46,13 @@ from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
 from sandbox.apihttp import Credentials, Observe, get_json
-from sandbox.errors import ClusterError, ClusterForbidden, ClusterTimeout, ClusterUnreachable
+from sandbox.errors import (
+    ClusterError,
+    ClusterTimeout,
+    ClusterUnreachable,
+    for_status,
+    for_transport,
+)
 from sandbox.kinds import BY_KIND, Kind
 from sandbox.objectives import Snapshot
 
@@ -206,31 +212,16 @@ def _items(kind: str, listed: dict[str, Any]) -> tuple[list[dict[str, Any]], str
     return items, str((listed.get("metadata") or {}).get("resourceVersion", ""))
 
 
-def _secs(timeout: float | tuple[float, float]) -> str:
-    return f"{timeout[1] if isinstance(timeout, tuple) else timeout:g}"
-
-
 def _map_urllib3(exc: BaseException | None, what: str, timeout: float | tuple[float, float]
                  ) -> ClusterError:
-    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return ClusterUnreachable(f"{what}: connection refused or host unknown")
-    if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return ClusterTimeout(f"{what}: no answer within {_secs(timeout)} s")
-    if isinstance(exc, urllib3.exceptions.SSLError):
-        return ClusterUnreachable(f"{what}: TLS error (certificate or protocol)")
-    return ClusterUnreachable(f"{what}: connection failed ({type(exc).__name__})")
+    return for_transport(exc, what, timeout)
 
 
 def _status_error(resp: Any, what: str) -> ClusterError:
-    code = resp.status
+    """The error for a non-2xx answer (its ``Status`` reason when it has one)."""
     try:
         status = json.loads(resp.read() or b"{}")
         reason = status.get("reason") or resp.reason
     except (ValueError, AttributeError, urllib3.exceptions.HTTPError):
         reason = resp.reason
-    if code in (401, 403):
-        return ClusterForbidden(f"{what}: {code} {reason}")
-    if code == 504:
-        return ClusterTimeout(f"{what}: {code} {reason}")
-    return ClusterError(f"{what}: {code} {reason}")
+    return for_status(resp.status, reason, what)
