@@ -196,6 +196,7 @@ async def test_solo_player_in_dms_plays_chapters_one_and_two(
             assert f"discord:{alex}" in answers
             continue
         if isinstance(beat, TaskBeat):
+            legacy = expired  # the second task: a Check button of the first release still checks
             if not expired:  # a click Discord no longer knows: one WARNING line, no traceback
                 caplog.clear()
                 local.expire_next = True
@@ -208,7 +209,14 @@ async def test_solo_player_in_dms_plays_chapters_one_and_two(
                 assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
                 expired = True
             station.cluster.passing[f"discord:{alex}"] = {o.id for o in beat.objectives}
-            check = await local.click(alex, newest(local, dm, f"kepler:check:{mission.id}:"))
+            if legacy:
+                old_id = f"kepler:check:{mission.id}"
+                message = Posted({**local.story(dm)[0].data, "components": [{"type": 1,
+                                  "components": [{"type": 2, "style": 3, "label": "Check",
+                                                  "custom_id": old_id}]}]}, "bot")  # fmt: skip
+                check = await local.click(alex, old_id, message)
+            else:
+                check = await local.click(alex, newest(local, dm, f"kepler:check:{mission.id}:"))
             interactions.append(check)
             result = await replied(local, check)
             titles = [o.title for o in beat.objectives]
@@ -353,3 +361,5 @@ def test_component_ids_name_their_beat() -> None:
         12, "1.3", "abcdef", 2)  # fmt: skip
     assert parse("kepler:choice:12:2") is not None and parse("kepler:choice:12:2").action == "legacy"
     assert parse("kepler:bogus:1") is None
+    legacy_check = parse("kepler:check:12")  # first release: still checks the task open now
+    assert legacy_check is not None and (legacy_check.action, legacy_check.ref) == ("check", "")

@@ -317,6 +317,8 @@ class Actions:
         mission = await self.store.get_mission(cid.mission_id)
         if mission is None or mission.state == "closed":
             return "That mission has ended. Start a new one with /mission start."
+        if not cid.ref and cid.action in ("check", "hint"):
+            return None  # a first-release Check or Hint: the engine checks the task open now
         if mission.state != "running" or cid.ref != f"{mission.chapter}.{mission.beat}":
             return "That moment has passed."
         moment = await self.moments.current(mission.id)

@@ -45,7 +45,9 @@ _FORM = re.compile(
     r"kepler:form:(?P<mission>[0-9]+):(?P<ref>[0-9]+\.[0-9]+):(?P<nonce>[0-9a-f]{6})"
     r":(?P<user>[0-9]+)"
 )
-# Ids of the first release: no beat, so whatever they meant has passed.
+# Ids of the first release. Check and Hint meant "the task open now" and keep meaning it;
+# the others carry no beat, so whatever they answered has passed.
+_LEGACY_TASK = re.compile(r"kepler:(?P<action>check|hint):(?P<mission>[0-9]+)")
 _LEGACY = re.compile(
     r"kepler:(?:(?:continue|check|hint|manifest|answer|modal):[0-9]+|choice:[0-9]+:[0-9]+)"
 )
@@ -58,7 +60,7 @@ class ComponentId:
 
     action: str  # continue|check|hint|manifest|answer|choice|form|legacy
     mission_id: int = 0
-    ref: str = ""  # "<chapter>.<beat>"
+    ref: str = ""  # "<chapter>.<beat>"; "" only for a first-release Check or Hint
     nonce: str = ""
     index: int | None = None  # the choice, for "choice"
     user_id: int | None = None  # the member, for "form"
@@ -90,6 +92,8 @@ def parse(custom_id: str) -> ComponentId | None:
         return ComponentId(m["action"], int(m["mission"]), m["ref"], m["nonce"], index)
     if m := _FORM.fullmatch(custom_id):
         return ComponentId("form", int(m["mission"]), m["ref"], m["nonce"], user_id=int(m["user"]))
+    if m := _LEGACY_TASK.fullmatch(custom_id):
+        return ComponentId(m["action"], int(m["mission"]))  # no ref: whatever task is open
     if _LEGACY.fullmatch(custom_id):
         return ComponentId("legacy")
     return None
