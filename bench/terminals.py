@@ -8,8 +8,9 @@ Three processes, all on 127.0.0.1:
   (:class:`bot.ops.health.HealthServer`), with :class:`sandbox.workbench.HostWorkbenches` over a
   SQLite store holding N ready sandboxes. Its CPU time is what is measured (``/proc``);
 * the **exec endpoint**: ``tests/web/exec_endpoint.py``, the real Kubernetes exec protocol (v5)
-  with one pseudo-terminal per session running ``cat``, so the echo of each keystroke comes from
-  the kernel's tty line discipline as in a real shell;
+  with one pseudo-terminal per session running ``cat >/dev/null``, so the echo of each
+  keystroke comes from the kernel's tty line discipline as in a real shell, and nothing else
+  is printed (each echo is matched to its key exactly);
 * the **browsers** (this process): N WebSocket clients that open their link, then every second
   type a 16-character command one key at a time (30 ms apart, a fast typist) and Enter.
 
@@ -50,14 +51,42 @@ def cpu_seconds(pid: int) -> float:
 # --- the child processes ---------------------------------------------------------------------
 
 
-async def run_endpoint(n: int, home: Path) -> None:
-    from tests.web.exec_endpoint import ExecEndpoint
+async def run_endpoint(n: int, home: Path, echo: str) -> None:
+    if echo == "pty":
+        from tests.web.exec_endpoint import ExecEndpoint
 
-    endpoint = await ExecEndpoint(TOKEN).start()
-    for i in range(n):
-        endpoint.add_pod(f"kepler-bench-{i}", "workbench-0", home / str(i), {"TERM": "xterm"})
-    print(json.dumps({"port": endpoint.port}), flush=True)
+        endpoint = await ExecEndpoint(TOKEN).start()
+        for i in range(n):
+            endpoint.add_pod(f"kepler-bench-{i}", "workbench-0", home / str(i), {"TERM": "xterm"})
+        port = endpoint.port
+    else:
+        port = await inline_echo_endpoint()
+    print(json.dumps({"port": port}), flush=True)
     await asyncio.Event().wait()
+
+
+async def inline_echo_endpoint() -> int:
+    """The exec protocol (v5) with the echo done in-process: stdin bytes come straight back on
+    stdout, "\r" as "\r\n" like a tty. What is left to measure is the bridge itself."""
+    from aiohttp import WSMsgType, web
+
+    async def exec_(request: web.Request) -> web.WebSocketResponse:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            raise web.HTTPUnauthorized()
+        ws = web.WebSocketResponse(protocols=("v5.channel.k8s.io", "v4.channel.k8s.io"))
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY and msg.data[:1] == b"\x00":
+                await ws.send_bytes(b"\x01" + msg.data[1:].replace(b"\r", b"\r\n"))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/{ns}/pods/{pod}/exec", exec_)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
 
 async def run_bot(n: int, endpoint: str, db: Path) -> None:
@@ -72,12 +101,13 @@ async def run_bot(n: int, endpoint: str, db: Path) -> None:
     from sandbox.backends.base import SandboxRecord
 
     class CatWorkbenches(HostWorkbenches):
-        """The real lookups; the command is ``cat`` instead of the workbench's bash."""
+        """The real lookups; the command reads and discards (so the terminal's only output is
+        the tty's echo) instead of the workbench's bash."""
 
         async def target(self, learner: str) -> ExecTarget:
             t = await super().target(learner)
-            return ExecTarget(t.base_url, t.namespace, t.pod, t.container, ("cat",), t.headers,
-                              t.ssl)  # fmt: skip
+            return ExecTarget(t.base_url, t.namespace, t.pod, t.container,
+                              ("sh", "-c", "cat >/dev/null"), t.headers, t.ssl)  # fmt: skip
 
     cfg = client.Configuration()
     cfg.host = endpoint
@@ -128,7 +158,7 @@ class Terminal:
                 self.pending.append((ch, time.perf_counter()))
                 await self.ws.send_bytes(ch.encode())
                 await asyncio.sleep(0.03)
-            await self.ws.send_bytes(b"\r")  # cat answers the line; not a measured key
+            await self.ws.send_bytes(b"\r")  # echoed as "\r\n"; not a measured key
             await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - began)))
 
 
@@ -200,24 +230,29 @@ def main() -> None:
     ap.add_argument("--terminals", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--warmup", type=float, default=5.0)
+    ap.add_argument("--echo", choices=["inline", "pty"], default="inline",
+                    help="inline: the exec endpoint echoes in-process (the bridge alone); "
+                         "pty: a real pseudo-terminal per session (adds the kernel's tty work)")
     ap.add_argument("--role", choices=["endpoint", "bot"], help=argparse.SUPPRESS)
     ap.add_argument("--endpoint", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.role == "endpoint":
-        asyncio.run(run_endpoint(a.terminals, Path(a.dir)))
+        asyncio.run(run_endpoint(a.terminals, Path(a.dir), a.echo))
         return
     if a.role == "bot":
         asyncio.run(run_bot(a.terminals, a.endpoint, Path(a.dir) / "bench.db"))
         return
     with tempfile.TemporaryDirectory(prefix="kepler-terminals-") as tmp:
-        endpoint, info = spawn("--role", "endpoint", "--terminals", str(a.terminals), "--dir", tmp)
+        endpoint, info = spawn("--role", "endpoint", "--terminals", str(a.terminals), "--dir", tmp,
+                               "--echo", a.echo)  # fmt: skip
         bot, binfo = spawn("--role", "bot", "--terminals", str(a.terminals), "--dir", tmp,
                            "--endpoint", f"http://127.0.0.1:{info['port']}")  # fmt: skip
         try:
             result = asyncio.run(browsers(f"http://127.0.0.1:{binfo['port']}", binfo["links"],
                                           a.seconds, a.warmup, bot.pid, endpoint.pid))  # fmt: skip
             result["cores"] = os.cpu_count()
+            result["echo"] = a.echo
             print(json.dumps(result, indent=2))
         finally:
             for p in (bot, endpoint):
