@@ -139,7 +139,8 @@ class ServiceEndpointsObjective(ObjectiveBase):
     type: str | None = Field(default=None, description="Required spec.type, e.g. LoadBalancer.")
 
     def kinds(self) -> set[str]:
-        return {"Service", "EndpointSlice"}
+        # Pods: an endpoint only carries traffic if its pod declares the port it is sent to.
+        return {"Service", "EndpointSlice", "Pod"}
 
 
 class PvcBoundObjective(ObjectiveBase):
@@ -228,6 +229,46 @@ class RecoveredObjective(ObjectiveBase):
         return {"Deployment", "Pod"}
 
 
+class ResourcesObjective(ObjectiveBase):
+    """Every container of the pods in scope sets CPU and memory requests and limits, with
+    limits at least the requests, and none has been killed for exceeding its memory limit."""
+
+    kind: Literal["resources_set"]
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    name: str | None = None
+    resources: list[str] = Field(default_factory=lambda: ["cpu", "memory"])
+
+    def kinds(self) -> set[str]:
+        return {"Pod"}
+
+
+class ReplacedPodObjective(ObjectiveBase):
+    """A Ready pod ``name`` that replaced an earlier pod of the same name: the cluster's events
+    still name the earlier pod's uid. With ``claim``, the new pod mounts that claim, so what it
+    reads there was written by its predecessor (data that survived a pod restart)."""
+
+    kind: Literal["pod_replaced"]
+    name: str
+    namespace: str | None = None
+    claim: str | None = None
+
+    def kinds(self) -> set[str]:
+        return {"Pod", "Event"}
+
+
+class ScaledUpObjective(ObjectiveBase):
+    """The autoscaler on ``deployment`` has scaled it up because a metric was above target
+    (the HPA controller's SuccessfulRescale event), i.e. the load test really drove it."""
+
+    kind: Literal["scaled_up"]
+    namespace: str | None = None
+    deployment: str
+
+    def kinds(self) -> set[str]:
+        return {"HorizontalPodAutoscaler", "Event"}
+
+
 ObjectiveSpec = Annotated[
     MatchObjective
     | ReadyPodsObjective
@@ -240,7 +281,10 @@ ObjectiveSpec = Annotated[
     | NetworkPolicyObjective
     | AutoscalerObjective
     | HealthyPodsObjective
-    | RecoveredObjective,
+    | RecoveredObjective
+    | ResourcesObjective
+    | ReplacedPodObjective
+    | ScaledUpObjective,
     Field(discriminator="kind"),
 ]
 
@@ -271,6 +315,21 @@ class ObjectiveResult:
     passed: bool
     reason: str  # empty when passed: the spec's reason, then " — " and the specifics
     detail: str = ""  # the specifics alone (also set on a pass, e.g. "3 of 3 pods Ready")
+
+
+CLUSTER_SCOPED_KINDS = frozenset({"Node", "Namespace", "PersistentVolume", "StorageClass"})
+
+
+def unscoped(spec: ObjectiveSpec) -> bool:
+    """True when ``spec`` judges namespaced objects without naming their namespace.
+
+    The course's rule: an objective names the namespace the chapter tells the learner to use,
+    so the same work in another namespace fails with a reason naming both.
+    """
+    target = getattr(spec, "target", None)
+    if target is not None:
+        return target.kind not in CLUSTER_SCOPED_KINDS and target.namespace is None
+    return "namespace" in type(spec).model_fields and getattr(spec, "namespace", None) is None
 
 
 def kinds_for(specs: Iterable[ObjectiveSpec]) -> set[str]:
@@ -572,11 +631,21 @@ def _judge_match(spec: MatchObjective, snap: Snapshot, ctx: EvalContext) -> Verd
     return True, f"{len(good)} {t.kind}(s) match"
 
 
+def _elsewhere(snap: Snapshot, kind: str, namespace: str | None,
+               labels: Mapping[str, str] | None, name: str | None) -> str:
+    """' (found in namespace x)' when the scope exists only in other namespaces."""
+    if namespace is None:
+        return ""
+    others = sorted({_ns(o) for o in _select(snap.of(kind), None, labels, name)} - {namespace})
+    return f" (found in namespace {', '.join(others)} instead)" if others else ""
+
+
 def _judge_ready_pods(spec: ReadyPodsObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
     pods = _select(snap.of("Pod"), spec.namespace, spec.labels, spec.name)
     what = _scope("Pod", spec.namespace, spec.labels, spec.name)
     if not pods:
-        return False, f"no {what}"
+        return False, f"no {what}" + _elsewhere(snap, "Pod", spec.namespace, spec.labels,
+                                                spec.name)
     ready = [p for p in pods if pod_ready(p)]
     label = f"pods with {_sel(spec.labels)}" if spec.labels else (
         f"pod {spec.name}" if spec.name else "pods")
@@ -624,7 +693,7 @@ def _judge_nodes_ready(spec: NodesReadyObjective, snap: Snapshot, ctx: EvalConte
         down = [_name(n) for n in nodes if n not in ready]
         return False, (f"{len(ready)} of {spec.min} nodes Ready"
                        + (f" (not Ready: {', '.join(down)})" if down else ""))
-    return True, f"{len(ready)} nodes Ready"
+    return True, f"{len(ready)} {'node' if len(ready) == 1 else 'nodes'} Ready"
 
 
 def _normalise_image(image: str) -> str:
@@ -668,6 +737,35 @@ def _judge_rollout(spec: RolloutObjective, snap: Snapshot, ctx: EvalContext) -> 
     return True, f"{name}: {desired} of {desired} replicas updated and available"
 
 
+def _declared_ports(pod: Obj) -> list[Obj]:
+    """Every port a pod's containers declare (with protocol defaulted to TCP)."""
+    out = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for port in c.get("ports") or []:
+            out.append({**port, "protocol": port.get("protocol", "TCP")})
+    return out
+
+
+def _port_problem(svc_port: Obj, pod: Obj) -> str | None:
+    """Why traffic for ``svc_port`` reaches nothing in ``pod``: the target port (a number or a
+    named port) is not one its containers declare. None when it is."""
+    target = svc_port.get("targetPort", svc_port.get("port"))
+    protocol = svc_port.get("protocol", "TCP")
+    declared = [p for p in _declared_ports(pod) if p["protocol"] == protocol]
+    if isinstance(target, str) and not target.isdigit():
+        if any(p.get("name") == target for p in declared):
+            return None
+        what = f"no container port named {target}"
+    else:
+        if any(str(p.get("containerPort")) == str(target) for p in declared):
+            return None
+        what = f"no container listening on port {target}"
+    have = ", ".join(
+        f"{p.get('containerPort')}" + (f" ({p['name']})" if p.get("name") else "")
+        for p in declared) or "none"
+    return f"Pod {_name(pod)} has {what} (it declares {have})"
+
+
 def _judge_service(spec: ServiceEndpointsObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
     svc, why = _find_named(snap, "Service", spec.name, spec.namespace)
     if svc is None:
@@ -678,21 +776,49 @@ def _judge_service(spec: ServiceEndpointsObjective, snap: Snapshot, ctx: EvalCon
         return False, f"{name} is type {sspec.get('type', 'ClusterIP')}, expected {spec.type}"
     slices = [s for s in snap.of("EndpointSlice") if _ns(s) == _ns(svc)
               and _labels(s).get("kubernetes.io/service-name") == spec.name]
+    pods = [p for p in snap.of("Pod") if _ns(p) == _ns(svc)]
+    by_uid = {_meta(p).get("uid"): p for p in pods if _meta(p).get("uid")}
+    by_name = {_name(p): p for p in pods}
+    selector = sspec.get("selector") or {}
     seen: set[str] = set()
+    deaf: list[str] = []
     total = 0
     for s in slices:
         for ep in s.get("endpoints") or []:
             total += 1
             # a missing "ready" means ready (API contract)
-            if (ep.get("conditions") or {}).get("ready", True) is not False:
-                key = ((ep.get("targetRef") or {}).get("uid")
-                       or ",".join(ep.get("addresses") or []))
-                seen.add(key)
+            if (ep.get("conditions") or {}).get("ready", True) is False:
+                continue
+            ref = ep.get("targetRef") or {}
+            key = ref.get("uid") or ",".join(ep.get("addresses") or [])
+            pod = by_uid.get(ref.get("uid")) or by_name.get(ref.get("name", ""))
+            if pod is not None:
+                # A real cluster fills endpoints for a numeric targetPort whether or not
+                # anything listens there: the container must declare the port.
+                problems = [x for port in sspec.get("ports") or []
+                            if (x := _port_problem(port, pod)) is not None]
+                if problems:
+                    deaf.append(problems[0])
+                    continue
+            seen.add(key)
     if len(seen) < spec.min_ready:
-        if not sspec.get("selector") and not total:
+        if deaf:
+            target = ", ".join(str(p.get("targetPort", p.get("port")))
+                               for p in sspec.get("ports") or [])
+            return False, (f"{name} sends traffic to targetPort {target}, but {deaf[0]}"
+                           + (f" (and {len(deaf) - 1} more pod(s))" if len(deaf) > 1 else ""))
+        if not selector and not total:
             return False, f"{name} has no selector, so it selects no pods"
         if not total:
-            return False, f"{name} selects no pods (selector {_sel(sspec.get('selector') or {})})"
+            matching = [p for p in pods if selector_matches({"matchLabels": selector}, _labels(p))]
+            if not matching:
+                return False, f"{name} selects no pods (selector {_sel(selector)})"
+            problems = [x for p in matching if pod_ready(p) for port in sspec.get("ports") or []
+                        if (x := _port_problem(port, p)) is not None]
+            if problems:
+                return False, f"{name} cannot route to its pods: {problems[0]}"
+            return False, (f"{name}: selector {_sel(selector)} matches {len(matching)} pod(s), "
+                           "but none is a ready endpoint yet")
         return False, f"{name}: {len(seen)} of {spec.min_ready} endpoints ready ({total} in all)"
     return True, f"{name}: {len(seen)} ready endpoints"
 
@@ -834,7 +960,8 @@ def _judge_autoscaler(spec: AutoscalerObjective, snap: Snapshot, ctx: EvalContex
     hpas = _select(snap.of("HorizontalPodAutoscaler"), spec.namespace)
     where = f" in namespace {spec.namespace}" if spec.namespace else ""
     if not hpas:
-        return False, f"no HorizontalPodAutoscaler{where}"
+        return False, (f"no HorizontalPodAutoscaler{where}"
+                       + _elsewhere(snap, "HorizontalPodAutoscaler", spec.namespace, None, None))
 
     def target(h: Obj) -> Obj:
         return (h.get("spec") or {}).get("scaleTargetRef") or {}
@@ -874,7 +1001,8 @@ def _judge_autoscaler(spec: AutoscalerObjective, snap: Snapshot, ctx: EvalContex
 def _judge_healthy(spec: HealthyPodsObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
     pods = _select(snap.of("Pod"), spec.namespace, spec.labels)
     if not pods:
-        return False, f"no {_scope('Pod', spec.namespace, spec.labels)}"
+        return False, (f"no {_scope('Pod', spec.namespace, spec.labels)}"
+                       + _elsewhere(snap, "Pod", spec.namespace, spec.labels, None))
     problems = [x for p in pods if (x := pod_problem(p)) is not None]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -906,6 +1034,85 @@ def _judge_recovered(spec: RecoveredObjective, snap: Snapshot, ctx: EvalContext)
     return True, f"{name}: {ready} of {desired} Ready, {len(fresh)} pod(s) replaced"
 
 
+def _judge_resources(spec: ResourcesObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    pods = [p for p in _select(snap.of("Pod"), spec.namespace, spec.labels, spec.name)
+            if not _deleting(p)]
+    if not pods:
+        return False, (f"no {_scope('Pod', spec.namespace, spec.labels, spec.name)}"
+                       + _elsewhere(snap, "Pod", spec.namespace, spec.labels, spec.name))
+    for p in pods:
+        for c in (p.get("spec") or {}).get("containers") or []:
+            res = c.get("resources") or {}
+            requests, limits = res.get("requests") or {}, res.get("limits") or {}
+            where = f"Pod {_name(p)}: container {c.get('name')}"
+            for r in spec.resources:
+                if r not in requests:
+                    return False, f"{where} sets no {r} request"
+                if r not in limits:
+                    return False, f"{where} sets no {r} limit"
+                lo, hi = quantity(requests[r]), quantity(limits[r])
+                if lo is not None and hi is not None and hi < lo:
+                    return False, (f"{where}: {r} limit {limits[r]} is below its request "
+                                   f"{requests[r]}")
+        for cs in (p.get("status") or {}).get("containerStatuses") or []:
+            for state in ((cs.get("state") or {}).get("terminated"),
+                          (cs.get("lastState") or {}).get("terminated")):
+                if state and state.get("reason") == "OOMKilled":
+                    return False, (f"Pod {_name(p)}: container {cs.get('name')} was OOMKilled: "
+                                   "it used more memory than its limit")
+    return True, (f"{len(pods)} pod(s) set {' and '.join(spec.resources)} requests and limits, "
+                  "limits at least the requests")
+
+
+def _pod_events(snap: Snapshot, namespace: str, name: str) -> list[Obj]:
+    return [e for e in snap.of("Event")
+            if (e.get("involvedObject") or {}).get("kind") == "Pod"
+            and (e.get("involvedObject") or {}).get("name") == name
+            and ((e.get("involvedObject") or {}).get("namespace") or _ns(e)) == namespace]
+
+
+def _judge_replaced(spec: ReplacedPodObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    pod, why = _find_named(snap, "Pod", spec.name, spec.namespace)
+    if pod is None:
+        return False, why
+    if not pod_ready(pod):
+        return False, _not_ready_why(pod)
+    if spec.claim and not any(
+            (v.get("persistentVolumeClaim") or {}).get("claimName") == spec.claim
+            for v in (pod.get("spec") or {}).get("volumes") or []):
+        return False, f"Pod {spec.name} does not mount claim {spec.claim}"
+    uid = _meta(pod).get("uid")
+    earlier = {(e.get("involvedObject") or {}).get("uid")
+               for e in _pod_events(snap, _ns(pod), spec.name)} - {uid, None, ""}
+    if not earlier:
+        return False, (f"Pod {spec.name} is the first of its name: it has not been deleted "
+                       "and created again yet")
+    return True, f"Pod {spec.name} replaced an earlier pod and is Ready"
+
+
+def _judge_scaled_up(spec: ScaledUpObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
+    hpas = [h for h in _select(snap.of("HorizontalPodAutoscaler"), spec.namespace)
+            if ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name") == spec.deployment]
+    where = f" in namespace {spec.namespace}" if spec.namespace else ""
+    if not hpas:
+        return False, (f"no HorizontalPodAutoscaler{where} targets Deployment {spec.deployment}"
+                       + _elsewhere(snap, "HorizontalPodAutoscaler", spec.namespace, None, None))
+    names = {(_ns(h), _name(h)) for h in hpas}
+    ups = [e for e in snap.of("Event")
+           if (e.get("involvedObject") or {}).get("kind") == "HorizontalPodAutoscaler"
+           and ((e.get("involvedObject") or {}).get("namespace") or _ns(e),
+                (e.get("involvedObject") or {}).get("name")) in names
+           and e.get("reason") == "SuccessfulRescale"
+           and "above target" in str(e.get("message", ""))]
+    if not ups:
+        h = hpas[0]
+        current = (h.get("status") or {}).get("currentReplicas", 0)
+        return False, (f"HorizontalPodAutoscaler {_name(h)} has not scaled up under load yet "
+                       f"({current} replicas; no rescale above target)")
+    last = max(ups, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    return True, f"scaled up under load: {last.get('message', '')}"
+
+
 _JUDGES: dict[type, Any] = {
     MatchObjective: _judge_match,
     ReadyPodsObjective: _judge_ready_pods,
@@ -919,4 +1126,7 @@ _JUDGES: dict[type, Any] = {
     AutoscalerObjective: _judge_autoscaler,
     HealthyPodsObjective: _judge_healthy,
     RecoveredObjective: _judge_recovered,
+    ResourcesObjective: _judge_resources,
+    ReplacedPodObjective: _judge_replaced,
+    ScaledUpObjective: _judge_scaled_up,
 }

@@ -190,6 +190,92 @@ def test_service_endpoints() -> None:
     assert not check(s, svc, ob.endpoint_slice(other, pods))[0]
 
 
+def _with_port(pod: dict[str, Any], port: int, name: str | None = "http") -> dict[str, Any]:
+    pod["spec"]["containers"][0]["ports"] = [
+        {"containerPort": port, "protocol": "TCP", **({"name": name} if name else {})}]
+    return pod
+
+
+def test_service_routes_only_to_a_port_the_container_declares() -> None:
+    """Endpoints alone are not enough: a numeric targetPort fills them whether or not anything
+    listens there, so the selected pods must declare the port (by number or by name)."""
+    s = spec("service_endpoints", name="web", namespace="ops", min_ready=2)
+    d = ob.deployment("web", "ops", replicas=2)
+    pods = [_with_port(p, 9898) for p in ob.deployment_pods(d)]
+    right = ob.service("web", "ops", {"app": "web"}, 80, 9898)
+    assert check(s, right, ob.endpoint_slice(right, pods), *pods)[0]
+    named = ob.service("web", "ops", {"app": "web"}, 80, "http")
+    assert check(s, named, ob.endpoint_slice(named, pods), *pods)[0]
+    deaf = ob.service("web", "ops", {"app": "web"}, 80, 8080)
+    ok, why = check(s, deaf, ob.endpoint_slice(deaf, pods), *pods)
+    assert not ok
+    assert "sends traffic to targetPort 8080, but Pod " in why
+    assert "has no container listening on port 8080 (it declares 9898 (http))" in why
+    typo = ob.service("web", "ops", {"app": "web"}, 80, "htpp")
+    # a real cluster leaves pods whose named port does not resolve out of the endpoints
+    ok, why = check(s, typo, ob.endpoint_slice(typo, []), *pods)
+    assert not ok and "has no container port named htpp" in why
+    # a UDP port does not answer TCP traffic
+    udp = [_with_port(p, 8080) for p in ob.deployment_pods(d)]
+    for p in udp:
+        p["spec"]["containers"][0]["ports"][0]["protocol"] = "UDP"
+    assert not check(s, deaf, ob.endpoint_slice(deaf, udp), *udp)[0]
+
+
+def test_resources_set() -> None:
+    s = spec("resources_set", namespace="ops", labels={"app": "web"})
+    d = ob.deployment("web", "ops", replicas=2)
+    pods = ob.deployment_pods(d)
+    bounded = {"requests": {"cpu": "50m", "memory": "64Mi"},
+               "limits": {"cpu": "0.2", "memory": "128Mi"}}
+    for p in pods:
+        p["spec"]["containers"][0]["resources"] = bounded
+    assert check(s, *pods)[0]
+    pods[1]["spec"]["containers"][0]["resources"] = {"requests": bounded["requests"]}
+    assert "sets no cpu limit" in check(s, *pods)[1]
+    pods[1]["spec"]["containers"][0]["resources"] = {
+        "requests": bounded["requests"], "limits": {"cpu": "20m", "memory": "128Mi"}}
+    assert "cpu limit 20m is below its request 50m" in check(s, *pods)[1]
+    pods[1]["spec"]["containers"][0]["resources"] = bounded
+    pods[1]["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {"reason": "OOMKilled", "exitCode": 137}}
+    assert "was OOMKilled" in check(s, *pods)[1]
+    elsewhere = spec("resources_set", namespace="default", labels={"app": "web"})
+    assert "(found in namespace ops instead)" in check(elsewhere, *pods)[1]
+
+
+def test_pod_replaced() -> None:
+    s = spec("pod_replaced", name="vault", namespace="default", claim="data")
+    first = ob.pod("vault", volumes=[ob.pvc_volume("data")], ready=True)
+    scheduled = ob.event(first, "Scheduled", "Successfully assigned default/vault", "Normal")
+    ok, why = check(s, first, scheduled)
+    assert not ok and "is the first of its name" in why
+    second = ob.pod("vault", volumes=[ob.pvc_volume("data")], ready=True)
+    second["metadata"]["uid"] = "another-uid"
+    assert check(s, second, scheduled)[0]
+    other_claim = ob.pod("vault", volumes=[ob.pvc_volume("scratch")], ready=True)
+    other_claim["metadata"]["uid"] = "another-uid"
+    assert "does not mount claim data" in check(s, other_claim, scheduled)[1]
+    not_ready = ob.pod("vault", volumes=[ob.pvc_volume("data")], ready=False)
+    not_ready["metadata"]["uid"] = "another-uid"
+    assert not check(s, not_ready, scheduled)[0]
+
+
+def test_scaled_up() -> None:
+    s = spec("scaled_up", namespace="research", deployment="analysis")
+    h = ob.hpa("analysis-hpa", "research", "analysis", min_replicas=2, current=3)
+    ok, why = check(s, h)
+    assert not ok and "has not scaled up under load yet (3 replicas" in why
+    down = ob.event(h, "SuccessfulRescale", "New size: 2; reason: All metrics below target",
+                    "Normal")
+    assert not check(s, h, down)[0]
+    up = ob.event(h, "SuccessfulRescale", "New size: 4; reason: cpu resource utilization "
+                  "(percentage of request) above target", "Normal")
+    assert check(s, h, down, up)[0]
+    elsewhere = spec("scaled_up", namespace="default", deployment="analysis")
+    assert "(found in namespace research instead)" in check(elsewhere, h, up)[1]
+
+
 # --- storage -------------------------------------------------------------------------------------
 
 
@@ -340,6 +426,7 @@ def test_evaluate_all_keeps_order() -> None:
     ("service_endpoints", {"name": "x"}), ("pvc_bound", {"name": "x"}),
     ("network_policy", {"namespace": "x"}), ("autoscaler", {"deployment": "x"}),
     ("recovered", {"deployment": "x"}),
+    ("resources_set", {}), ("pod_replaced", {"name": "x"}), ("scaled_up", {"deployment": "x"}),
     ("match", {"target": {"kind": "Pod"}}),
     ("condition", {"target": {"kind": "Pod"}, "type": "Ready"}),
 ])
