@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,10 @@ from bot.content.loader import ContentError, Problem, load_chapter, load_persona
 from bot.content.schema import Beat, Chapter, Persona, TaskBeat
 
 ROOT = Path(__file__).resolve().parents[2]
+# A line ``{{yaml FILE}}`` in a task's instructions shows that manifest, as the seed shows its
+# YAML for the learner to read, type and adapt. The file under manifests/ is the one source:
+# what the learner reads is exactly what catch-up and the tests apply.
+SHOW_YAML = re.compile(r"^(?P<indent>[ \t]*)\{\{yaml (?P<file>[A-Za-z0-9._-]+)\}\}[ \t]*$", re.M)
 DEFAULT_CHAPTERS = ROOT / "chapters"
 DEFAULT_PERSONAS = ROOT / "personas"
 
@@ -110,10 +115,45 @@ def load_course(
             )
         seen[chapter.number] = path
         problems += _unknown_speakers(chapter, path, personas)
+    loaded = [(_show_manifests(c, p, problems), p) for c, p in loaded]
     if problems:
         raise ContentError(problems)
     loaded.sort(key=lambda cp: cp[0].number)
     return Course(tuple(c for c, _ in loaded), personas, tuple(p.parent for _, p in loaded))
+
+
+def manifest_block(file: str, text: str) -> str:
+    """A manifest as the learner sees it: a yaml code block headed by its file name."""
+    return f"```yaml\n# {file}\n{text.rstrip()}\n```"
+
+
+def _show_manifests(chapter: Chapter, path: Path, problems: list[Problem]) -> Chapter:
+    """Replace ``{{yaml FILE}}`` lines by the manifest's text; every listed file must be shown."""
+    beats = list(chapter.beats)
+    for b, beat in enumerate(beats):
+        if not isinstance(beat, TaskBeat):
+            continue
+        listed = {m.file for m in beat.manifests}
+        shown: set[str] = set()
+
+        def expand(m: re.Match[str], b: int = b, listed: set[str] = listed,
+                   shown: set[str] = shown) -> str:
+            file, indent = m.group("file"), m.group("indent")
+            source = path.parent / "manifests" / file
+            if file not in listed or not source.is_file():
+                problems.append(Problem(str(path), 1, f"beats[{b}].instructions",
+                                        f"{{{{yaml {file}}}}} names no manifest of this task"))
+                return m.group(0)
+            shown.add(file)
+            block = manifest_block(file, source.read_text(encoding="utf-8"))
+            return "\n".join(indent + line if line else line for line in block.splitlines())
+
+        text = SHOW_YAML.sub(expand, beat.instructions)
+        for file in sorted(listed - shown):
+            problems.append(Problem(str(path), 1, f"beats[{b}].instructions",
+                                    f"manifest {file} is never shown: add a {{{{yaml {file}}}}} line"))
+        beats[b] = beat.model_copy(update={"instructions": text})
+    return chapter.model_copy(update={"beats": beats})
 
 
 def _unknown_speakers(chapter: Chapter, path: Path, personas: dict[str, Persona]) -> list[Problem]:

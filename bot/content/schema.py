@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from sandbox.objectives import ObjectiveSpec
+from sandbox.objectives import ObjectiveSpec, unscoped
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
 
@@ -27,35 +27,43 @@ class Line(_Model):
     """One paragraph of the story, presented exactly as written.
 
     Exactly one of ``scene`` (a scene description), ``narration`` (prose), ``stage`` (a stage
-    direction such as "Commander Torres turns to face you:") or ``say`` (dialogue, which needs
-    ``speaker``) is set.
+    direction such as "Commander Torres turns to face you:"), ``say`` (dialogue, which needs
+    ``speaker``), ``command`` (a shell command the story shows, as code) or ``instruction``
+    (instruction text between story lines, spoken by no one) is set.
     """
 
     scene: str | None = None
     narration: str | None = None
     stage: str | None = None
     say: str | None = None
+    command: str | None = Field(default=None, description="A shell command shown as code.")
+    instruction: str | None = Field(
+        default=None, description="Instruction text, not story: nobody says it."
+    )
     speaker: Slug | None = Field(default=None, description="Persona id of whoever says or does it.")
 
     @model_validator(mode="after")
     def _one_text(self) -> Line:
-        texts = [k for k in ("scene", "narration", "stage", "say") if getattr(self, k) is not None]
+        texts = [k for k in _LINE_KINDS if getattr(self, k) is not None]
         if len(texts) != 1:
-            raise ValueError("a line has exactly one of scene, narration, stage, say")
+            raise ValueError(f"a line has exactly one of {', '.join(_LINE_KINDS)}")
         if self.say is not None and self.speaker is None:
             raise ValueError("dialogue (say) needs a speaker")
         return self
 
     @property
     def style(self) -> str:
-        for k in ("scene", "narration", "stage", "say"):
+        for k in _LINE_KINDS:
             if getattr(self, k) is not None:
                 return "dialogue" if k == "say" else k
         raise AssertionError("validated line without text")
 
     @property
     def text(self) -> str:
-        return self.scene or self.narration or self.stage or self.say or ""
+        return next((t for k in _LINE_KINDS if (t := getattr(self, k)) is not None), "")
+
+
+_LINE_KINDS = ("scene", "narration", "stage", "say", "command", "instruction")
 
 
 # --- beats ---------------------------------------------------------------------------------
@@ -88,6 +96,11 @@ class FactCheck(_Model):
 
     measure: Literal["ready_nodes", "nodes", "namespaces", "pods"]
     namespace: str | None = None
+    required: bool = Field(
+        default=False,
+        description="The answer must state the live value; until it does the question stays open "
+        "and the crew says what the display shows (a report the learner makes from the cluster).",
+    )
 
 
 class QuestionBeat(_Beat):
@@ -146,12 +159,35 @@ class TaskBeat(_Beat):
         dupes = {i for i in ids if ids.count(i) > 1}
         if dupes:
             raise ValueError(f"objective ids repeat: {', '.join(sorted(dupes))}")
+        loose = [o.id for o in self.objectives if unscoped(o)]
+        if loose:
+            raise ValueError(
+                f"objectives {', '.join(loose)} must name the namespace the chapter uses: "
+                "work in another namespace has to fail, with a reason naming it"
+            )
         return self
 
 
 class ReviewRow(_Model):
+    """One row of the crew's assessment, with what answers it.
+
+    ``judged_by`` names objectives of this chapter's tasks and/or question beats of this
+    chapter: the row shows ✅ when every objective holds (and every question was answered).
+    A row that nothing in the cluster can answer says so with ``self_assessed``.
+    """
+
     aspect: str
     assessment: str
+    judged_by: list[Slug] = Field(default_factory=list)
+    self_assessed: bool = Field(
+        default=False, description="Nothing the crew can check answers this row; the learner does."
+    )
+
+    @model_validator(mode="after")
+    def _answered(self) -> ReviewRow:
+        if not self.judged_by and not self.self_assessed:
+            raise ValueError("a review row is judged_by objectives or questions, or self_assessed")
+        return self
 
 
 class ReviewBeat(_Beat):
@@ -204,6 +240,18 @@ class Chapter(_Model):
         dupes = {i for i in ids if ids.count(i) > 1}
         if dupes:
             raise ValueError(f"beat ids repeat: {', '.join(sorted(dupes))}")
+        known = {b.id for b in self.beats if isinstance(b, QuestionBeat)} | {
+            o.id for b in self.beats if isinstance(b, TaskBeat) for o in b.objectives
+        }
+        for b in self.beats:
+            if isinstance(b, ReviewBeat):
+                for row in b.rows:
+                    unknown = [j for j in row.judged_by if j not in known]
+                    if unknown:
+                        raise ValueError(
+                            f"review row {row.aspect!r} is judged by unknown ids: "
+                            + ", ".join(unknown)
+                        )
         return self
 
 

@@ -24,6 +24,7 @@ GOOD_TASK = """\
         title: Pod up
         reason: Not up.
         hints: [a, b, c]
+        namespace: default
 """
 
 
@@ -60,6 +61,18 @@ def _problems(path: Path) -> list[str]:
             "id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: narrative\n    lines:\n"
             "      - scene: S\n        narration: N\n",
             ["8: beats[0].lines[0]: a line has exactly one of scene, narration, stage, say"],
+        ),
+        # an objective on namespaced objects that names no namespace
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n"
+            + GOOD_TASK.replace("        namespace: default\n", ""),
+            ["5: beats[0]: objectives pod must name the namespace"],
+        ),
+        # a review row that nothing judges
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: r\n    type: review\n    rows:\n"
+            "      - {aspect: A, assessment: B}\n",
+            ["beats[0].rows[0]: a review row is judged_by objectives or questions, or self_assessed"],
         ),
         # dialogue without a speaker
         (

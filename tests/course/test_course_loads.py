@@ -92,9 +92,15 @@ def test_chapter_follows_the_seed_alternation(course, number):
     kinds = [type(b) for b in beats]
     first_question = kinds.index(QuestionBeat)
     assert first_question > 0 and all(k is NarrativeBeat for k in kinds[:first_question])
+    # A report (a question whose answer must match the live cluster) may follow the task:
+    # the learner's own reading of the cluster, before the crew reviews it.
+    reports = [b for b in beats if isinstance(b, QuestionBeat) and b.fact and b.fact.required]
+    kinds = [type(b) for b in beats if b not in reports]
     assert kinds[first_question:] == [
         QuestionBeat, TaskBeat, NarrativeBeat, ReviewBeat, DebriefBeat,
     ]  # fmt: skip
+    for report in reports:
+        assert beats[beats.index(report) - 1].type == "task"
     question = beats[first_question]
     assert question.intent.strip()
     assert all(ln.speaker == "torres" for ln in question.lines)
@@ -158,8 +164,11 @@ def test_chapter_one_checks_nodes(course):
     ch1 = _chapter(course, 1)
     (task,) = course.tasks(course.find_chapter(1))
     assert any(isinstance(o, NodesReadyObjective) and o.min >= 1 for o in task.objectives)
-    question = next(b for b in ch1.beats if isinstance(b, QuestionBeat))
-    assert question.fact is not None and question.fact.measure == "ready_nodes"
+    # The story moves on only after the learner reports what the live cluster shows.
+    report = next(b for b in ch1.beats if isinstance(b, QuestionBeat) and b.fact is not None)
+    assert report.fact is not None and report.fact.measure == "ready_nodes"
+    assert report.fact.required
+    assert ch1.beats.index(report) == ch1.beats.index(task) + 1
 
 
 def test_chapter_six_drills_self_healing(course):

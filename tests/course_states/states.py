@@ -321,6 +321,12 @@ class Station:
         if unschedulable:
             sched = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
             sched["message"] = unschedulable
+        else:  # the scheduler's event names this pod by uid, and outlives the pod
+            ev = ob.event(pod, "Scheduled", f"Successfully assigned {namespace}/{name} to "
+                          f"{pod['spec']['nodeName']}", "Normal", when=created or self.clock)
+            ev["metadata"]["name"] = f"{name}.{pod['metadata']['uid'][:12]}"
+            ev["source"] = {"component": "default-scheduler"}
+            self.add(ev)
         for key in ("restartPolicy",):
             if key in spec:
                 pod["spec"][key] = spec[key]
@@ -518,9 +524,37 @@ def solve(station: Station, number: int, with_drill: bool = True) -> Station:
     task = task_of(number)
     for doc in solution_docs(number, task):
         station.apply(doc)
+    for step in AFTER_FILES.get(number, []):
+        step(station)
     if task.drill is not None and with_drill:
         station.drill(task.drill.namespace, task.drill.labels, task.drill.count)
     return station
+
+
+def restart_recovery_pod(station: Station) -> None:
+    """Chapter 3, step 4: delete the recovery pod and create it again from its file."""
+    station.tick(30)
+    station.delete("Pod", "default", "data-recovery-service")
+    station.apply(manifest(3, "data-recovery-pod.yaml"))
+
+
+def load_test(station: Station) -> None:
+    """Chapter 6, step 4: load drives CPU above target; the autoscaler adds a replica."""
+    station.tick(90)
+    hpa = station.get("HorizontalPodAutoscaler", "research", "research-analysis-hpa")
+    assert hpa is not None
+    deployment = manifest(6, "atmospheric-analysis-deployment.yaml")
+    new_size = deployment["spec"]["replicas"] + 1
+    deployment["spec"]["replicas"] = new_size
+    station.apply(deployment)
+    ev = ob.event(hpa, "SuccessfulRescale", f"New size: {new_size}; reason: cpu resource "
+                  "utilization (percentage of request) above target", "Normal", when=station.clock)
+    ev["source"] = {"component": "horizontal-pod-autoscaler"}
+    station.add(ev)
+
+
+# What the instructions do after applying the solution files, before the story moves on.
+AFTER_FILES = {3: [restart_recovery_pod], 6: [load_test]}
 
 
 def before(number: int) -> Station:

@@ -155,6 +155,55 @@ def balancer_as_cluster_ip() -> S.Station:
     return _apply_all(S.before(6), 6, edit=edit)
 
 
+def deployment_in_another_namespace() -> S.Station:
+    """kubectl's current namespace pointed elsewhere: the work lands in staging."""
+    def edit(doc: dict) -> None:
+        if doc["kind"] == "Deployment":
+            doc["metadata"]["namespace"] = "staging"
+    return _apply_all(S.before(2), 2, edit=edit)
+
+
+def limits_left_out() -> S.Station:
+    """The deployment's containers ask for resources but set no ceiling."""
+    def edit(doc: dict) -> None:
+        if doc["kind"] == "Deployment":
+            del _container(doc)["resources"]["limits"]
+    return _apply_all(S.before(2), 2, edit=edit)
+
+
+def pod_never_restarted() -> S.Station:
+    """The vault is up, but the learner skipped step 4's proof."""
+    return _apply_all(S.before(3), 3)
+
+
+def target_port_nobody_listens() -> S.Station:
+    """The Service sends to 8080, the seed's port; podinfo listens on 9898. A real cluster
+    still fills the endpoints (a numeric targetPort is not checked against the pods)."""
+    def edit(doc: dict) -> None:
+        if doc["metadata"]["name"] == "signal-processor-service":
+            doc["spec"]["ports"][0]["targetPort"] = 8080
+    return _apply_all(S.before(5), 5, edit=edit)
+
+
+def named_port_typo() -> S.Station:
+    def edit(doc: dict) -> None:
+        if doc["metadata"]["name"] == "guidance-calculator-service":
+            doc["spec"]["ports"][0]["targetPort"] = "htpp"
+    return _apply_all(S.before(5), 5, edit=edit)
+
+
+def deny_all_deleted() -> S.Station:
+    """Chapter 4's bulkhead removed to make the array talk: the opening must add, not replace."""
+    station = _apply_all(S.before(5), 5)
+    station.delete("NetworkPolicy", "communications", "default-deny-all")
+    return station
+
+
+def no_load_test() -> S.Station:
+    """Everything applied, but no load ever drove the autoscaler."""
+    return _apply_all(S.before(6), 6)
+
+
 @dataclass(frozen=True)
 class Miss:
     chapter: int
@@ -172,10 +221,40 @@ MISSES = [
                                            "kepler-worker2, kepler-worker3, kepler-worker4)"}),
     Miss(2, wrong_pod_label, {"life-support-pods": "no Pods with app=atmospheric-control"},
          ("life-support-rollout", "backup-pod-running")),
+    Miss(2, deployment_in_another_namespace, {
+        "life-support-rollout": "Deployment life-support-system is in namespace staging, not "
+                                "default",
+        "life-support-pods": "no Pods with app=atmospheric-control in namespace default (found "
+                             "in namespace staging instead)",
+        "resources-bounded": "(found in namespace staging instead)"}, ("backup-pod-running",)),
+    Miss(2, limits_left_out, {
+        "resources-bounded": "container atmospheric-processor sets no cpu limit"},
+         ("life-support-rollout", "life-support-pods", "backup-resources-bounded")),
+    Miss(3, pod_never_restarted, {
+        "data-survives": "Pod data-recovery-service is the first of its name: it has not been "
+                         "deleted and created again yet"},
+         ("vault-claim-bound", "recovery-running")),
+    Miss(5, target_port_nobody_listens, {
+        "signal-service-endpoints": "Service signal-processor-service sends traffic to "
+                                    "targetPort 8080, but Pod signal-processor-"},
+         ("guidance-service-endpoints", "signal-processor-updated")),
+    Miss(5, named_port_typo, {
+        "guidance-service-endpoints": "has no container port named htpp (it declares 9898 "
+                                      "(http))"},
+         ("signal-service-endpoints",)),
+    Miss(5, deny_all_deleted, {
+        "comms-still-sealed": "no NetworkPolicy named default-deny-all in namespace "
+                              "communications"},
+         ("array-path-open", "life-support-still-isolated")),
+    Miss(6, no_load_test, {
+        "scaled-up": "HorizontalPodAutoscaler research-analysis-hpa has not scaled up under "
+                     "load yet (3 replicas; no rescale above target)"},
+         ("autoscaler-armed", "analysis-online", "analysis-resources-bounded")),
     Miss(2, one_of_two_ready, {
         "life-support-rollout": "Deployment life-support-system: 2 updated, 1 ready, "
                                 "1 available of 2 replicas",
-        "life-support-pods": "1 of 2 pods with app=atmospheric-control Ready; Pod {pod} is "
+        "life-support-pods": "1 of 2 pods with app=atmospheric-control Ready in namespace "
+                             "default; Pod {pod} is "
                              "Running but not Ready (containers with unready status: "
                              "[atmospheric-processor])"}, ("backup-pod-running",)),
     Miss(2, image_typo, {
@@ -263,3 +342,13 @@ async def test_near_miss(emu: KubeEmulator, miss: Miss) -> None:
 
 def test_every_chapter_has_a_near_miss() -> None:
     assert {m.chapter for m in MISSES} == set(S.CHAPTERS)
+
+
+def test_a_deaf_port_still_has_endpoints() -> None:
+    """The case the check must catch: endpoints are there, so reading them is not enough."""
+    station = target_port_nobody_listens()
+    slices = [o for o in station.objects() if o["kind"] == "EndpointSlice"
+              and o["metadata"]["labels"]["kubernetes.io/service-name"]
+              == "signal-processor-service"]
+    ready = [e for s in slices for e in s["endpoints"] if e["conditions"].get("ready", True)]
+    assert len(ready) == 2
