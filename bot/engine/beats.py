@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bot.content.course import BeatRef, Course
 from bot.content.schema import (
     Beat,
@@ -10,6 +12,7 @@ from bot.content.schema import (
     NarrativeBeat,
     QuestionBeat,
     ReviewBeat,
+    ReviewRow,
     SummaryBeat,
     TaskBeat,
 )
@@ -17,7 +20,7 @@ from bot.engine.ports import Outgoing
 
 
 def line_message(line: Line) -> Outgoing:
-    speaker = line.speaker or ("narrator" if line.style != "dialogue" else None)
+    speaker = line.speaker or ("narrator" if line.style in ("scene", "narration", "stage") else None)
     return Outgoing(kind="line", text=line.text, speaker=speaker, style=line.style)
 
 
@@ -37,10 +40,26 @@ def task_text(beat: TaskBeat, os_name: str | None) -> str:
     return "\n\n".join(parts)
 
 
+def review_result(row: ReviewRow, results: Mapping[str, bool]) -> str:
+    """A review row's result: ✅ when everything that judges it holds, ❌ naming what does not."""
+    if row.self_assessed:
+        return "🔍 yours to judge"
+    missing = [j for j in row.judged_by if not results.get(j, False)]
+    return "✅" if not missing else "❌ " + ", ".join(missing)
+
+
 def render(
-    course: Course, ref: BeatRef, beat: Beat, *, os_name: str | None = None
+    course: Course,
+    ref: BeatRef,
+    beat: Beat,
+    *,
+    os_name: str | None = None,
+    results: Mapping[str, bool] | None = None,
 ) -> list[Outgoing]:
-    """The messages that present ``beat``; pauses and gates are the engine's business."""
+    """The messages that present ``beat``; pauses and gates are the engine's business.
+
+    ``results`` (objective or question id → holds/answered) fills the review table's results.
+    """
     if isinstance(beat, NarrativeBeat | DebriefBeat):
         return [line_message(line) for line in beat.lines]
     if isinstance(beat, QuestionBeat):
@@ -51,7 +70,7 @@ def render(
             Outgoing(
                 kind="question",
                 text=last.text,
-                speaker=last.speaker or "torres",
+                speaker=last.speaker or ("torres" if last.style == "dialogue" else None),
                 style=last.style,
                 data={"title": beat.title, "choices": choices, "beat": beat.id},
             )
@@ -75,8 +94,16 @@ def render(
         ]
     if isinstance(beat, ReviewBeat):
         rows = [[r.aspect, r.assessment] for r in beat.rows]
-        text = "\n".join(f"- **{a}**: {b}" for a, b in rows)
-        return [Outgoing(kind="review", text=text, speaker="torres", data={"rows": rows})]
+        marks = [review_result(r, results or {}) for r in beat.rows]
+        text = "\n".join(f"- **{a}**: {b} {m}" for (a, b), m in zip(rows, marks, strict=True))
+        return [
+            Outgoing(
+                kind="review",
+                text=text,
+                speaker="torres",
+                data={"rows": rows, "results": marks},
+            )
+        ]
     if isinstance(beat, SummaryBeat):
         text = "\n\n".join(
             f"**{name}**\n" + "\n".join(f"- {item}" for item in items)

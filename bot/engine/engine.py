@@ -22,7 +22,7 @@ from typing import Any
 from weakref import WeakValueDictionary
 
 from bot.content.course import BeatRef, Course
-from bot.content.schema import Beat, QuestionBeat, TaskBeat
+from bot.content.schema import Beat, QuestionBeat, ReviewBeat, TaskBeat
 from bot.core.text import from_outside, strip_controls
 from bot.engine import feedback
 from bot.engine.beats import line_message, render, task_key
@@ -252,6 +252,13 @@ class Engine:
         elif beat.profile:
             value = self._profile_value(beat.profile, text)
         judged = await self._judge(mission, learner_id, beat, text) if not beat.profile else []
+        if beat.fact is not None and beat.fact.required and not await self._reported(
+            learner_id, beat, text
+        ):
+            # A report from the learner's own cluster: the question stays open until it is true.
+            return judged or [
+                Outgoing(kind="notice", text="That does not match the live cluster yet.")
+            ]
         async with self._lock(mission_id), self.store.unit():
             if beat.profile:
                 await self.store.set_profile(learner_id, beat.profile, value)
@@ -264,6 +271,12 @@ class Engine:
             await self._advance(mission)
         await self.deliver(mission_id)
         return []
+
+    async def _reported(self, learner_id: str, beat: QuestionBeat, text: str) -> bool:
+        """The answer states the number the live cluster shows (unreadable cluster: accepted)."""
+        assert beat.fact is not None
+        value = await self.cluster.measure(learner_id, beat.fact)
+        return value is None or str(value) in _numbers(text)
 
     async def continue_(self, mission_id: int, learner_id: str) -> list[Outgoing]:
         mission = await self._mission(mission_id)
@@ -321,13 +334,15 @@ class Engine:
                 await self.store.save_objectives(
                     learner_id, key, [(r.id, r.passed, r.reason) for r in result.results]
                 )
-                fresh = feedback.newly_passed(
-                    {k: v.passed for k, v in before.items()}, result.results
-                )
+                was = {k: v.passed for k, v in before.items()}
+                fresh = feedback.newly_passed(was, result.results)
+                broken = feedback.newly_failed(was, result.results)
                 if result.all_passed:
                     await self.store.pass_task(learner_id, key)
                     self.observe("unlock", learner=learner_id, task=key)
-                elif beat.drill and drill_at is None and _ready_for_drill(beat, result):
+                elif beat.drill and drill_at is None and explicit and _ready_for_drill(beat, result):
+                    # Only on the learner's own check: the task tells them to start watching
+                    # first, and the story must not break things behind their back.
                     run_drill = True
                 if solo and result.all_passed:
                     # The unlock is part of the story: it goes out before the beats it opens.
@@ -337,6 +352,11 @@ class Engine:
                 elif explicit:
                     replies.append(
                         feedback.status_message(beat, result, profile, private_to=learner_id)
+                    )
+                elif solo and broken:
+                    # Work that held has come undone: the crew says so, whatever the profile.
+                    await self.store.enqueue(
+                        mission_id, [feedback.status_message(beat, result, profile)]
                     )
                 elif (
                     solo
@@ -402,7 +422,13 @@ class Engine:
     async def status(self, mission_id: int, learner_id: str) -> list[Outgoing]:
         mission = await self._mission(mission_id)
         chapter = self.course.chapters[min(mission.chapter, len(self.course.chapters) - 1)]
-        lines = [f"Chapter {chapter.number}: {chapter.title}", self._waiting_on(mission)]
+        last = max((c.number for c in self.course.chapters if c.number < 99), default=0)
+        where = (
+            f"Chapter {chapter.number} of {last}: {chapter.title}"
+            if 1 <= chapter.number <= last
+            else chapter.title
+        )
+        lines = [where, self._waiting_on(mission)]
         beat = self._beat(mission)
         if isinstance(beat, TaskBeat):
             status = await self.store.objectives(
@@ -485,7 +511,8 @@ class Engine:
                 if members:
                     profile = (await self._learner(members[0].learner_id)).profile
                     os_name = _os_of(profile.get("environment", ""))
-                messages = render(self.course, ref, beat, os_name=os_name)
+                results = await self._review_results(mission) if isinstance(beat, ReviewBeat) else None
+                messages = render(self.course, ref, beat, os_name=os_name, results=results)
                 # The beat each message presents: transports tie buttons to it and group it.
                 messages = [replace(m, data={**m.data, "ref": ref.key}) for m in messages]
                 if beat.pause and messages:
@@ -512,6 +539,24 @@ class Engine:
             if getattr(mission, name) != getattr(stored, name)
         }
         await self.store.update_mission(mission.id, **changes)
+
+    async def _review_results(self, mission: Mission) -> dict[str, bool]:
+        """Objective and question ids of the chapter → held for (answered by) every member."""
+        members = [m.learner_id for m in await self.store.members(mission.id) if not m.left]
+        out: dict[str, bool] = {}
+        for b, beat in enumerate(self.course.chapters[mission.chapter].beats):
+            ref = BeatRef(mission.chapter, b)
+            if isinstance(beat, TaskBeat):
+                key = task_key(self.course, ref)
+                statuses = [await self.store.objectives(m, key) for m in members]
+                for o in beat.objectives:
+                    out[o.id] = bool(members) and all(
+                        o.id in st and st[o.id].passed for st in statuses
+                    )
+            elif isinstance(beat, QuestionBeat):
+                answered = set(await self.store.answered(mission.id, ref.key))
+                out[beat.id] = bool(members) and set(members) <= answered
+        return out
 
     def _step(self, mission: Mission) -> Mission:
         """Move the cursor to the next beat, honouring the hands-on order for this chapter."""
@@ -625,9 +670,13 @@ class Engine:
         if beat.fact is not None:
             value = await self.cluster.measure(learner_id, beat.fact)
             if value is not None:
-                fact = f"live cluster: {value} {beat.fact.measure.replace('_', ' ')}"
-                if (numbers := re.findall(r"\b\d+\b", text)) and str(value) not in numbers:
+                words = beat.fact.measure.replace("_", " ")
+                fact = f"live cluster: {value} {words[:-1] if value == 1 else words}"
+                numbers = _numbers(text)
+                if numbers and str(value) not in numbers:
                     fact += f" (the learner said {', '.join(numbers)})"
+                elif not numbers:
+                    fact += " (the learner gave no number)"
         turn = await self._turn(
             mission,
             learner_id,
@@ -647,13 +696,18 @@ class Engine:
         beat = self._beat(mission)
         beat_text = ""
         objectives: list[tuple[str, bool, str]] = []
+        hint = ""
         if isinstance(beat, QuestionBeat):  # a question about the open Think First question
             beat_text = " ".join(line.text for line in beat.lines)
         if isinstance(beat, TaskBeat):
             beat_text = f"{beat.title}\n{beat.instructions}"
-            status = await self.store.objectives(
-                learner_id, task_key(self.course, self._ref(mission))
-            )
+            key = task_key(self.course, self._ref(mission))
+            status = await self.store.objectives(learner_id, key)
+            open_ = [o for o in beat.objectives if not (o.id in status and status[o.id].passed)]
+            if open_:
+                # A question during a task is answered with the next hint for what is open.
+                tier = await self.store.next_hint_tier(learner_id, key, open_[0].id)
+                hint = open_[0].hints[tier - 1]
             objectives = [
                 (
                     o.title,
@@ -663,7 +717,8 @@ class Engine:
                 for o in beat.objectives
             ]
         turn = await self._turn(
-            mission, learner_id, "answer", text, beat_text=beat_text, objectives=objectives
+            mission, learner_id, "answer", text, beat_text=beat_text, objectives=objectives,
+            hint=hint,
         )
         await self.store.add_transcript(turn.scope, "learner", learner_id, text)
         reply = await self.transport.stream(mission.address, "torres", self._speak(turn))
@@ -816,6 +871,21 @@ def _lock_in(locks: WeakValueDictionary[int, asyncio.Lock], key: int) -> asyncio
     if lock is None:
         lock = locks[key] = asyncio.Lock()
     return lock
+
+
+_NUMBER_WORDS = {
+    w: str(i)
+    for i, w in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    )
+}
+
+
+def _numbers(text: str) -> list[str]:
+    """The numbers in a learner's words, digits or spelled out ("one ready node" → ["1"])."""
+    found = re.findall(r"\b(\d+|[a-z]+)\b", text.lower())
+    return [w if w.isdigit() else _NUMBER_WORDS[w] for w in found
+            if w.isdigit() or w in _NUMBER_WORDS]
 
 
 def _pick_choice(beat: QuestionBeat, text: str) -> str | None:

@@ -71,6 +71,7 @@ class VoiceTurn:
     objectives: Sequence[tuple[str, bool, str]] = ()  # (title, passed, reason)
     profile: dict[str, str] = field(default_factory=dict)
     fact: str = ""  # e.g. "live cluster: 3 Ready nodes"
+    hint: str = ""  # the next hint tier for the first open objective of the task
     has_cluster: bool = False  # the voice may read the learner's cluster with its tools
     guild: str | None = None  # server id, for per-server budgets
 

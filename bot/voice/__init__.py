@@ -16,7 +16,7 @@ from bot.engine.ports import Voice
 from bot.voice.budget import Budget, BudgetLimits
 from bot.voice.memory import Memory
 from bot.voice.models import DEFAULT_MODEL, SUMMARY_MODEL
-from bot.voice.scripted import ScriptedVoice
+from bot.voice.scripted import CommandWords, ScriptedVoice
 from bot.voice.tools import ClusterProvider, ClusterTools
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "BudgetLimits",
     "ClaudeVoice",
     "ClusterTools",
+    "CommandWords",
     "ScriptedVoice",
     "build_voice",
     "load_personas",
@@ -76,6 +77,7 @@ def build_voice(
     base_url: str | None = None,
     http_client: httpx2.AsyncClient | None = None,
     seed: int = 0,
+    commands: CommandWords | None = None,
 ) -> Voice:
     """Claude with tools, memory and budgets if ``api_key`` is set; else the scripted crew.
 
@@ -83,9 +85,10 @@ def build_voice(
     ``cluster_provider`` maps a learner id to that learner's ``ApiClient`` (or None).
     ``timeout`` is per HTTP request; whatever it is, the engine shows a scripted line when
     nothing is said within its 15 s reply deadline (``Engine.reply_within``).
+    ``commands`` is how the transport spells its commands, for the scripted lines.
     """
     personas = dict(personas) if personas is not None else load_personas()
-    scripted = ScriptedVoice(personas, seed=seed)
+    scripted = ScriptedVoice(personas, seed=seed, commands=commands)
     if not api_key:
         log.info("voice: scripted (no ANTHROPIC_API_KEY)")
         return scripted

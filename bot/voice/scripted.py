@@ -1,24 +1,35 @@
-"""The crew without the model: in-character lines built from the persona and the turn itself.
+"""The crew without the model: in-character lines built from the turn's own state.
 
 Used when there is no API key, when the API is unavailable after the SDK's retries, and when a
-budget is spent. Deterministic for a given seed and turn, so tests can pin it.
+budget is spent. Every sentence is derived from what the turn carries (the board's objectives,
+the next hint, the live fact behind a Think First answer), so the scripted crew cannot
+contradict the board: it never says "not yet" over a green board, never sends a learner who
+answered well to ask for a hint, and never claims the crew or ARIA is unreachable.
+
+Command words belong to the transport (``check`` in a terminal, ``/check`` on Discord): the
+transport hands them in as :class:`CommandWords`. Deterministic for a given turn.
 """
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
 from bot.content.schema import Persona
 from bot.engine.ports import VoiceTurn
 from bot.voice.safety import clean
 
-DEFAULT_FALLBACK = (
-    "Noted, Chen. Keep your eyes on the diagnostics and run `check` when you're ready.",
-    "Steady, Chen. The cluster usually tells you what's wrong before you ask.",
-)
-_LEARNER_SAID = re.compile(r"\s*\(the learner said ([^)]*)\)")
+_LEARNER_SAID = re.compile(r"\s*\(the learner (?:said ([^)]*)|gave no number)\)")
+
+
+@dataclass(frozen=True)
+class CommandWords:
+    """How the learner's transport spells its commands, as the crew should quote them."""
+
+    check: str = "`check`"
+    hint: str = "`hint`"
+    proceed: str = "continue"
 
 
 def address(learner_name: str) -> str:
@@ -32,51 +43,70 @@ def _sentence(text: str, limit: int = 220) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
+def _stop(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
 class ScriptedVoice:
     """A :class:`bot.engine.ports.Voice` that never calls out."""
 
-    def __init__(self, personas: Mapping[str, Persona] | None = None, *, seed: int = 0) -> None:
+    def __init__(
+        self,
+        personas: Mapping[str, Persona] | None = None,
+        *,
+        seed: int = 0,
+        commands: CommandWords | None = None,
+    ) -> None:
         self.personas = dict(personas or {})
         self.seed = seed
+        self.commands = commands or CommandWords()
 
     async def reply(self, turn: VoiceTurn) -> AsyncIterator[str]:
         yield self.line(turn)
-
-    def fallback(self, turn: VoiceTurn) -> str:
-        """One of the persona's fallback lines, chosen deterministically for this turn."""
-        persona = self.personas.get(turn.persona)
-        lines = tuple(persona.fallback) if persona and persona.fallback else DEFAULT_FALLBACK
-        rng = random.Random(f"{self.seed}|{turn.scope}|{turn.beat_id}|{turn.text}")
-        return rng.choice(lines).replace("Chen", address(turn.learner_name))
 
     def line(self, turn: VoiceTurn, prefix: str = "") -> str:
         body = self._judge(turn) if turn.purpose == "judge" else self._answer(turn)
         return clean(" ".join(p for p in (prefix, body) if p))
 
     def _judge(self, turn: VoiceTurn) -> str:
+        """A Think First answer: what the display shows against what was said, and the point."""
         name = address(turn.learner_name)
         parts = [f"Noted, {name}."]
         if turn.fact:
             said = _LEARNER_SAID.search(turn.fact)
             reading = _LEARNER_SAID.sub("", turn.fact).removeprefix("live cluster:").strip()
-            if said:
-                parts.append(f"You said {said.group(1)}; the display shows {reading}.")
+            if said and said.group(1):
+                parts.append(f"You said {said.group(1)}; the display shows {reading}. "
+                             "Look at it again and tell me what you see.")  # fmt: skip
+            elif said:
+                parts.append(f"Give me the number: the display shows {reading}, "
+                             "and I need to hear it from your own survey.")  # fmt: skip
             else:
                 parts.append(f"The display agrees: {reading}.")
         if turn.intent:
-            parts.append(f"What I'm listening for: {_sentence(turn.intent).rstrip('.')}.")
-        parts.append(self.fallback(turn))
+            parts.append(f"What I'm listening for: {_stop(_sentence(turn.intent))}")
         return " ".join(parts)
 
     def _answer(self, turn: VoiceTurn) -> str:
+        """A free-text question: the board's first open objective and its next hint."""
         name = address(turn.learner_name)
+        words = self.commands
         failing = next(((t, r) for t, ok, r in turn.objectives if not ok), None)
         if failing is not None:
             title, reason = failing
-            why = f": {_sentence(reason).rstrip('.')}" if reason else ""
-            return (f"{name}, look at \"{title}\" first{why}. Ask for a `hint` if you need one, "
-                    "and run `check` once you've changed something.")  # fmt: skip
+            parts = [f"{name}, the board still shows \"{title}\" open"]
+            parts[0] += f": {_stop(_sentence(reason))}" if reason else "."
+            if turn.hint:
+                parts.append(f"Here's where I'd look: {_stop(_sentence(turn.hint))}")
+            parts.append(f"Change what needs changing; {words.check} shows where you stand.")
+            return " ".join(parts)
         if turn.objectives:
-            return (f"{name}, every objective on this task reads green. Run `check` to log it "
+            return (f"{name}, every objective on this task reads green. {words.check} logs it "
                     "and we move on.")  # fmt: skip
-        return self.fallback(turn)
+        if turn.beat_text:  # a question back while the crew's question is open
+            return (f"Fair question, {name}. Reason it out from what you've seen so far; the "
+                    f"question stands: {_stop(_sentence(turn.beat_text, 240))} Give me your "
+                    "answer in your own words and I'll tell you what I hear in it.")  # fmt: skip
+        return (f"I hear you, {name}. Nothing is waiting on the cluster right now; "
+                f"{words.proceed} when you're ready and we take the next step together.")

@@ -67,7 +67,7 @@ async def test_task_gates_until_all_objectives_hold_and_latches(
     cluster.passing["alex"] = {"pod-running", "no-failures"}
     await engine.check(mission_id, "alex")
     texts = transport.texts()
-    assert texts.index('"Good work."') < texts.index("- **Pod creation**: Did it deploy?")
+    assert texts.index('"Good work."') < texts.index("- **Pod creation**: Did it deploy? ✅")
     assert '"Good work."' in texts and '"On to the next."' in texts
     assert texts[-1] == '"You\'ve earned your place."'
     mission = await store.get_mission(mission_id)
