@@ -24,7 +24,7 @@ from bot.engine.ports import Address, Outgoing
 from bot.logs import setup_logging
 from bot.store.exclusive import exclusive
 from bot.store.sqlite import SQLiteStore
-from bot.transports.terminal import Ledger, TerminalTransport
+from bot.transports.terminal import COMMANDS, Ledger, TerminalTransport, kubeconfig_line
 from bot.voice import BudgetLimits, build_voice
 from sandbox.service import ClusterService, connect_local
 
@@ -43,6 +43,13 @@ HELP = """Commands:
 Anything else is an answer to the commander's question, or a question for her."""
 
 
+STORY_NAME = "Alex Chen"
+NO_PROFILE = (
+    "No profile yet: the commander's opening questions fill it in, or set a field yourself "
+    "with `profile FIELD VALUE`."
+)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("play", help="play the mission in this terminal against your kube context")
     p.add_argument(
@@ -57,7 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=Path("kepler-manifests"),
         help="folder where task manifests are written (default: ./kepler-manifests)",
     )
-    p.add_argument("--name", default=None, help="your name in the story (default: your user name)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="your name in the story; the crew uses the last word (default: Alex Chen)",
+    )
     p.add_argument(
         "--poll",
         type=float,
@@ -85,7 +96,9 @@ async def _play(args: argparse.Namespace, settings: Settings, course: Course) ->
 
     console = Console(highlight=False)
     db = args.db or settings.db
-    user = args.name or os.environ.get("USER") or getpass.getuser() or "learner"
+    # Progress belongs to the Unix account; the story's name is the seed's unless --name says.
+    user = os.environ.get("USER") or getpass.getuser() or "learner"
+    name = args.name or STORY_NAME
     learner_id = f"terminal:{user}"
     cluster = connect_local(
         kubeconfig=args.kubeconfig, context=args.context, timeout=settings.check_timeout
@@ -106,7 +119,11 @@ async def _session(
 ) -> int:
     async with SQLiteStore(db) as store:
         transport = TerminalTransport(
-            course, Ledger(Path(db + ".printed")), args.manifests, console
+            course,
+            Ledger(Path(db + ".printed")),
+            args.manifests,
+            console,
+            kubeconfig_hint=kubeconfig_line(args.kubeconfig, os.environ.get("KUBECONFIG")),
         )
         voice = build_voice(
             api_key=settings.anthropic_api_key or None,
@@ -118,6 +135,7 @@ async def _session(
                 guild_daily_tokens=settings.voice_guild_daily_tokens,
                 requests_per_minute=settings.voice_per_minute,
             ),
+            commands=COMMANDS,
         )
         engine = Engine(
             course, store, cluster, voice, transport, fallback=getattr(voice, "scripted", None)
@@ -134,7 +152,7 @@ async def _session(
         problem = await cluster.probe(learner_id)
         if problem:
             console.print(Text(strip_controls(problem), style="yellow"))
-        mission = await engine.start(address, learner_id, user, chapter=args.chapter)
+        mission = await engine.start(address, learner_id, name, chapter=args.chapter)
         console.print(Text("Type 'help' for commands.", style="dim"))
         # The shared live loop: a change in your cluster re-checks the open task at once.
         # You work in another window, so being quiet here is not being idle.
@@ -190,7 +208,8 @@ async def _loop(
                 replies = [
                     Outgoing(
                         kind="notice",
-                        text="\n".join(f"{k}: {v}" for k, v in profile.items()) or "(empty)",
+                        text="\n".join(f"{k}: {v}" for k, v in profile.items())
+                        or NO_PROFILE,
                     )
                 ]
             else:

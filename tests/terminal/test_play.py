@@ -20,7 +20,8 @@ PERSONA_PREFIXES = ("Commander Sarah Torres:", "Dr. ", "Marcus Webb:", "Captain 
 
 OPENING = ["", "1", "1", "1", "Linux, bash, vim, kind", ""]
 CHAPTER1 = ["", "", "Three of them are Ready", "check"]
-AFTER_UNLOCK = ["", "", "status", "quit"]
+REPORT = "Three nodes are Ready: bay-alpha, comms-array and life-support"
+AFTER_UNLOCK = [REPORT, "", "", "status", "quit"]
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -75,6 +76,40 @@ def test_a_whole_chapter_with_a_real_check(tmp_path: Path, cluster):
     assert out.index("All objectives hold.") < out.index("Good. You can see the cluster topology now.")
     # The learner's profile answers were stored, and the check read the cluster over HTTP.
     assert emu.cluster("alex").count(method="GET", path="/api/v1/nodes") >= 1
+    # The crew calls the learner by the story's name, not the Unix account's.
+    assert "Noted, Chen." in out and "alex" not in out.replace("/alex", "")
+    assert "Chapter 2 of 6: Life Support Restoration" in out
+    assert "(empty)" not in out and "**" not in out
+
+
+def test_chapter_one_waits_for_the_learners_own_survey(tmp_path: Path, cluster):
+    """The check passes by itself, but the story moves only on a report that matches the
+    live cluster (three Ready nodes of four here)."""
+    _, kubeconfig = cluster
+    lines = [*OPENING, *CHAPTER1, "", "I count two", "profile", REPORT, "quit"]
+    proc = _play(tmp_path, kubeconfig, lines)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "$ kubectl cluster-info" in out  # the opening shows the command it asks for
+    unlocked = out.index("All objectives hold.")
+    wrong = out.index("You said 2; the display shows 3 ready nodes.")
+    right = out.index("The display agrees: 3 ready nodes.")
+    reviewed = out.index("Good. You can see the cluster topology now.")
+    assert unlocked < wrong < right < reviewed
+    assert out.count("Report your survey") == 1
+    assert "No profile yet" not in out  # the opening filled it in
+    assert "feedback: immediate" in out
+
+
+def test_name_and_kubeconfig_lines(tmp_path: Path, cluster):
+    _, kubeconfig = cluster
+    proc = _play(tmp_path, kubeconfig, [*OPENING, "", "", "What is a node?", "quit"],
+                 "--name", "Sam Rivera")
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())
+    assert f"export KUBECONFIG={Path(kubeconfig).resolve()}" in out
+    assert "skip the export" not in out
+    assert "Noted, Rivera." in out  # the crew's own words use --name; the story's stay
 
 
 def test_resume_after_quit_continues_at_the_same_beat(tmp_path: Path, cluster):
