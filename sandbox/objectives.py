@@ -371,6 +371,11 @@ def evaluate_all(specs: Iterable[ObjectiveSpec], snapshot: Snapshot,
 # --- object helpers --------------------------------------------------------------------------
 
 
+def _n(count: int, word: str) -> str:
+    """'1 pod', '3 pods': counts read as English, never 'pod(s)'."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def _meta(o: Obj) -> Obj:
     return o.get("metadata") or {}
 
@@ -628,7 +633,7 @@ def _judge_match(spec: MatchObjective, snap: Snapshot, ctx: EvalContext) -> Verd
         return False, f"{head}{t.kind} {_name(bad)}: {why}"
     if spec.max is not None and len(good) > spec.max:
         return False, f"{len(good)} {t.kind}s match, at most {spec.max} allowed"
-    return True, f"{len(good)} {t.kind}(s) match"
+    return True, f"{_n(len(good), t.kind)} match"
 
 
 def _elsewhere(snap: Snapshot, kind: str, namespace: str | None,
@@ -661,7 +666,7 @@ def _judge_ready_pods(spec: ReadyPodsObjective, snap: Snapshot, ctx: EvalContext
         need = max(1, min(spec.min, len(_ready_nodes(snap))))
         nodes = {n for p in ready if (n := (p.get("spec") or {}).get("nodeName"))}
         if len(nodes) < need:
-            return False, (f"the {len(ready)} Ready {label} run on {len(nodes)} node(s) "
+            return False, (f"the {len(ready)} Ready {label} run on {_n(len(nodes), 'node')} "
                            f"({', '.join(sorted(nodes))}); need {need} distinct nodes")
     return True, f"{len(ready)} {label} Ready"
 
@@ -681,7 +686,7 @@ def _judge_condition(spec: ConditionObjective, snap: Snapshot, ctx: EvalContext)
             extra = ": ".join(x for x in (c.get("reason"), c.get("message")) if x)
             return False, (f"{t.kind} {_name(o)}: {spec.type} is {c.get('status')}"
                            + (f" ({extra})" if extra else ""))
-    return True, f"{spec.type}={spec.status} on {len(scope)} {t.kind}(s)"
+    return True, f"{spec.type}={spec.status} on {_n(len(scope), t.kind)}"
 
 
 def _judge_nodes_ready(spec: NodesReadyObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
@@ -806,7 +811,7 @@ def _judge_service(spec: ServiceEndpointsObjective, snap: Snapshot, ctx: EvalCon
             target = ", ".join(str(p.get("targetPort", p.get("port")))
                                for p in sspec.get("ports") or [])
             return False, (f"{name} sends traffic to targetPort {target}, but {deaf[0]}"
-                           + (f" (and {len(deaf) - 1} more pod(s))" if len(deaf) > 1 else ""))
+                           + (f" (and {_n(len(deaf) - 1, 'more pod')})" if len(deaf) > 1 else ""))
         if not selector and not total:
             return False, f"{name} has no selector, so it selects no pods"
         if not total:
@@ -817,7 +822,7 @@ def _judge_service(spec: ServiceEndpointsObjective, snap: Snapshot, ctx: EvalCon
                         if (x := _port_problem(port, p)) is not None]
             if problems:
                 return False, f"{name} cannot route to its pods: {problems[0]}"
-            return False, (f"{name}: selector {_sel(selector)} matches {len(matching)} pod(s), "
+            return False, (f"{name}: selector {_sel(selector)} matches {_n(len(matching), 'pod')}, "
                            "but none is a ready endpoint yet")
         return False, f"{name}: {len(seen)} of {spec.min_ready} endpoints ready ({total} in all)"
     return True, f"{name}: {len(seen)} ready endpoints"
@@ -884,7 +889,7 @@ def _judge_namespaces(spec: NamespaceObjective, snap: Snapshot, ctx: EvalContext
                 problems.append(f"namespace {name} lacks label {k}={want}{have}")
     if problems:
         return False, "; ".join(problems)
-    return True, f"{len(spec.names)} namespace(s) ready"
+    return True, f"{_n(len(spec.names), 'namespace')} ready"
 
 
 def _policy_types(p: Obj) -> set[str]:
@@ -932,7 +937,8 @@ def _ingress_problem(name: str, own_ns: str, pspec: Obj, allowed: str, snap: Sna
                 admits_allowed = True
             others = sorted(admitted - {allowed})
             if others:
-                return f"{name} also admits namespace(s) {', '.join(others)}"
+                noun = "namespace" if len(others) == 1 else "namespaces"
+                return f"{name} also admits {noun} {', '.join(others)}"
     if not admits_allowed:
         return f"{name} does not admit ingress from namespace {allowed} (no matching namespaceSelector)"
     return None
@@ -1007,7 +1013,7 @@ def _judge_healthy(spec: HealthyPodsObjective, snap: Snapshot, ctx: EvalContext)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return False, problems[0] + more
-    return True, f"{len(pods)} pod(s), none failing"
+    return True, f"{_n(len(pods), 'pod')}, none failing"
 
 
 def _judge_recovered(spec: RecoveredObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
@@ -1031,7 +1037,7 @@ def _judge_recovered(spec: RecoveredObjective, snap: Snapshot, ctx: EvalContext)
              and t >= since and pod_ready(p)]
     if not fresh:
         return False, f"{name}: no Ready pod created since the drill yet"
-    return True, f"{name}: {ready} of {desired} Ready, {len(fresh)} pod(s) replaced"
+    return True, f"{name}: {ready} of {desired} Ready, {_n(len(fresh), 'pod')} replaced"
 
 
 def _judge_resources(spec: ResourcesObjective, snap: Snapshot, ctx: EvalContext) -> Verdict:
@@ -1060,7 +1066,7 @@ def _judge_resources(spec: ResourcesObjective, snap: Snapshot, ctx: EvalContext)
                 if state and state.get("reason") == "OOMKilled":
                     return False, (f"Pod {_name(p)}: container {cs.get('name')} was OOMKilled: "
                                    "it used more memory than its limit")
-    return True, (f"{len(pods)} pod(s) set {' and '.join(spec.resources)} requests and limits, "
+    return True, (f"{_n(len(pods), 'pod')} set {' and '.join(spec.resources)} requests and limits, "
                   "limits at least the requests")
 
 

@@ -116,7 +116,7 @@ def test_ready_pods_distinct_nodes() -> None:
     same = [ob.pod(f"p{i}", labels={"app": "x"}, node_name="n1") for i in range(2)]
     spread = [ob.pod(f"p{i}", labels={"app": "x"}, node_name=f"n{i + 1}") for i in range(2)]
     assert check(s, n1, n2, *spread)[0]
-    assert "run on 1 node(s) (n1); need 2 distinct nodes" in check(s, n1, n2, *same)[1]
+    assert "run on 1 node (n1); need 2 distinct nodes" in check(s, n1, n2, *same)[1]
     # one Ready node: as far as the cluster allows
     assert check(s, n1, ob.node("n2", ready=False), *same)[0]
     assert kinds_for([s]) == {"Pod", "Node"}
@@ -342,10 +342,10 @@ def test_network_policy_allows_from_namespace() -> None:
                            from_namespace_labels={"kubernetes.io/metadata.name": "ops"})
     assert check(s, ok, *nss)[0]
     wide = ob.network_policy("from-all", "vault", from_namespace_labels={})
-    assert "also admits namespace(s) dev, vault" in check(s, wide, *nss)[1]
+    assert "also admits namespaces dev, vault" in check(s, wide, *nss)[1]
     other = ob.network_policy("from-dev", "vault",
                               from_namespace_labels={"kubernetes.io/metadata.name": "dev"})
-    assert "also admits namespace(s) dev" in check(s, other, *nss)[1]
+    assert "also admits namespace dev" in check(s, other, *nss)[1]
     none = ob.network_policy("deny", "vault")
     assert "does not admit ingress from namespace ops" in check(s, none, *nss)[1]
     open_rule = ob.network_policy("open", "vault", ingress=[{}])
