@@ -292,7 +292,7 @@ async def test_crew_of_three_plays_chapters_one_and_two_in_a_webhookless_channel
             wrong = await local.submit_form(crew[0], opened[1], "not mine")
             assert "not one I know" in await replied(local, wrong)
             forms = await asyncio.gather(*(
-                local.submit_form(m, o, f"{i + 3} nodes Ready")
+                local.submit_form(m, o, f"3 nodes Ready, crew member {i + 1} reports")
                 for i, (m, o) in enumerate(zip(crew, opened, strict=True))))  # fmt: skip
             interactions += [*opened, wrong, *forms]
             await moved(station, address, mission)
