@@ -98,7 +98,6 @@ async def _play(args: argparse.Namespace, settings: Settings, course: Course) ->
     db = args.db or settings.db
     # Progress belongs to the Unix account; the story's name is the seed's unless --name says.
     user = os.environ.get("USER") or getpass.getuser() or "learner"
-    name = args.name or STORY_NAME
     learner_id = f"terminal:{user}"
     cluster = connect_local(
         kubeconfig=args.kubeconfig, context=args.context, timeout=settings.check_timeout
@@ -152,6 +151,7 @@ async def _session(
         problem = await cluster.probe(learner_id)
         if problem:
             console.print(Text(strip_controls(problem), style="yellow"))
+        name = args.name or STORY_NAME
         mission = await engine.start(address, learner_id, name, chapter=args.chapter)
         console.print(Text("Type 'help' for commands.", style="dim"))
         # The shared live loop: a change in your cluster re-checks the open task at once.
