@@ -20,7 +20,6 @@ import respx
 from bot.engine.engine import Engine, is_question
 from bot.engine.ports import Address, VoiceTurn
 from bot.voice import ClaudeVoice, build_voice
-from bot.voice.scripted import DEFAULT_FALLBACK
 from tests.fakes import CannedVoice, RecordingTransport, ScriptedCluster, fixture_course
 from tests.voice.conftest import API, respx_client, sse
 
@@ -148,14 +147,9 @@ async def test_a_stalled_api_gets_a_scripted_reply_by_the_deadline(store, caplog
     with caplog.at_level(logging.WARNING):
         await engine.say(mission_id, "alex", "Why is one node not Ready?")
     reply = transport.streamed[-1][2].strip()
-    assert reply in _scripted_lines(voice)
+    # the scripted crew answers from the turn: the question that is still open
+    assert reply.startswith("Fair question, Chen.") and "the question stands:" in reply
     assert "Traceback" not in caplog.text
-
-
-def _scripted_lines(voice: ClaudeVoice) -> set[str]:
-    persona = voice.personas.get("torres")
-    lines = persona.fallback if persona and persona.fallback else DEFAULT_FALLBACK
-    return {line.replace("Chen", "Chen") for line in lines}
 
 
 @pytest.mark.parametrize(
