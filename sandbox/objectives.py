@@ -694,11 +694,18 @@ def _judge_nodes_ready(spec: NodesReadyObjective, snap: Snapshot, ctx: EvalConte
     if not nodes:
         return False, "the cluster reports no nodes"
     ready = _ready_nodes(snap)
-    if len(ready) < spec.min:
+    # A cordoned node is Ready but takes no new services: not operational for the story.
+    cordoned = [n for n in ready if (n.get("spec") or {}).get("unschedulable")]
+    usable = [n for n in ready if n not in cordoned]
+    if len(usable) < spec.min:
         down = [_name(n) for n in nodes if n not in ready]
-        return False, (f"{len(ready)} of {spec.min} nodes Ready"
-                       + (f" (not Ready: {', '.join(down)})" if down else ""))
-    return True, f"{len(ready)} {'node' if len(ready) == 1 else 'nodes'} Ready"
+        extra = [f"not Ready: {', '.join(down)}"] if down else []
+        if cordoned:
+            extra.append("cordoned (SchedulingDisabled): "
+                         + ", ".join(_name(n) for n in cordoned))
+        return False, (f"{len(usable)} of {spec.min} nodes Ready and schedulable"
+                       + (f" ({'; '.join(extra)})" if extra else ""))
+    return True, f"{_n(len(usable), 'node')} Ready"
 
 
 def _normalise_image(image: str) -> str:

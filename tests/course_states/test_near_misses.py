@@ -217,7 +217,7 @@ class Miss:
 
 
 MISSES = [
-    Miss(1, no_ready_node, {"nodes-ready": "0 of 1 nodes Ready (not Ready: kepler-worker, "
+    Miss(1, no_ready_node, {"nodes-ready": "0 of 1 nodes Ready and schedulable (not Ready: kepler-worker, "
                                            "kepler-worker2, kepler-worker3, kepler-worker4)"}),
     Miss(2, wrong_pod_label, {"life-support-pods": "no Pods with app=atmospheric-control"},
          ("life-support-rollout", "backup-pod-running")),

@@ -136,7 +136,12 @@ def test_condition() -> None:
 def test_nodes_ready() -> None:
     s = spec("nodes_ready", min=2)
     assert check(s, ob.node("a"), ob.node("b"))[0]
-    assert "1 of 2 nodes Ready (not Ready: b)" in check(s, ob.node("a"), ob.node("b", False))[1]
+    assert "1 of 2 nodes Ready and schedulable (not Ready: b)" in check(
+        s, ob.node("a"), ob.node("b", False))[1]
+    cordoned = ob.node("c")
+    cordoned["spec"]["unschedulable"] = True
+    one = spec("nodes_ready", min=1)
+    assert "cordoned (SchedulingDisabled): c" in check(one, cordoned)[1]
     assert "no nodes" in check(s)[1]
 
 

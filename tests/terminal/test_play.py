@@ -103,7 +103,8 @@ def test_chapter_one_waits_for_the_learners_own_survey(tmp_path: Path, cluster):
 
 def test_name_and_kubeconfig_lines(tmp_path: Path, cluster):
     _, kubeconfig = cluster
-    proc = _play(tmp_path, kubeconfig, [*OPENING, "", "", "What is a node?", "quit"],
+    proc = _play(tmp_path, kubeconfig,
+                 [*OPENING, "", "", "A cluster is many nodes run as one.", "quit"],
                  "--name", "Sam Rivera")
     assert proc.returncode == 0, proc.stderr
     out = " ".join(proc.stdout.split())
