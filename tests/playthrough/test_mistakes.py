@@ -116,9 +116,7 @@ MISTAKES: list[Mistake] = [
     Mistake(1, "node-deleted", lambda p: p.add_steps(f"kubectl delete node {NODE}"),
             "nodes-ready", r"Ready node"),
     Mistake(1, "node-cordoned", lambda p: p.add_steps(f"kubectl cordon {NODE}"),
-            "nodes-ready", r"cordon|unschedulable|SchedulingDisabled",
-            accepted="objective ch01 nodes-ready (nodes_ready) counts a cordoned node "
-                     "(SchedulingDisabled: it takes no new services) as operational"),
+            "nodes-ready", r"cordon|unschedulable|SchedulingDisabled"),
     # --- chapter 2: life support -----------------------------------------------------------
     Mistake(2, "deployment-in-another-namespace",
             lambda p: _before("create -f life-support-deployment.yaml",
