@@ -311,3 +311,44 @@ def test_deleting_a_deployment_collects_its_replica_sets_and_pods(sim: SimCluste
     assert logs.returncode == 0
     sim.settle()
     assert "Configuration complete" in sim.kubectl("logs", "talker").stdout
+
+
+def test_typed_commands_send_protobuf_and_it_is_decoded(sim: SimCluster) -> None:
+    # kubectl's typed clients (create namespace/deployment/service) send
+    # application/vnd.kubernetes.protobuf; the simulator reads it with kubectl's own descriptors
+    sim.cluster.clear_requests()
+    sim.kubectl("create", "namespace", "bay")
+    sim.kubectl("create", "deployment", "web", "-n", "bay", f"--image={PODINFO}:6.7.1",
+                "--replicas=2", "--port=9898")
+    sim.kubectl("create", "service", "nodeport", "web", "-n", "bay", "--tcp=80:9898")
+    sim.settle()
+    ns = sim.get("Namespace", "bay")
+    assert ns is not None and ns["metadata"]["labels"]["kubernetes.io/metadata.name"] == "bay"
+    d = sim.get("Deployment", "web", "bay")
+    assert d is not None and d["spec"]["replicas"] == 2
+    [c] = d["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == f"{PODINFO}:6.7.1" and c["ports"] == [{"containerPort": 9898,
+                                                                  "protocol": "TCP"}]
+    svc = sim.get("Service", "web", "bay")
+    assert svc is not None and svc["spec"]["ports"][0]["targetPort"] == 9898
+    assert svc["spec"]["ports"][0]["nodePort"] >= 30000
+    assert d["status"]["readyReplicas"] == 2
+
+
+def test_the_plain_emulator_refuses_protobuf_bodies(sim_emulator) -> None:
+    import urllib.error
+    import urllib.request
+
+    plain = sim_emulator.add_cluster("plain-protobuf")
+    req = urllib.request.Request(
+        sim_emulator.url("plain-protobuf") + "/api/v1/namespaces", data=b"k8s\x00\x0a\x00",
+        method="POST", headers={"Content-Type": "application/vnd.kubernetes.protobuf",
+                                "Authorization": f"Bearer {plain.token}"})
+    try:
+        urllib.request.urlopen(req, timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 415
+        body = json.loads(exc.read())
+        assert body["reason"] == "UnsupportedMediaType"
+    else:
+        raise AssertionError("a protobuf body was accepted without a decoder")
