@@ -665,6 +665,9 @@ def _groups() -> dict[str, list[str]]:
     return groups
 
 
+_GROUPS = _groups()
+
+
 class _Api:
     """Request handling for one cluster (everything after auth and faults)."""
 
@@ -685,9 +688,9 @@ class _Api:
         if path == "/api":
             return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs":
                          [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
-        groups = _groups()
-        if self.c.extension is not None:
-            groups.update(self.c.extension.groups())
+        groups = _GROUPS
+        if self.c.extension is not None and parts[:1] == ["apis"] and len(parts) <= 2:
+            groups = {**_GROUPS, **self.c.extension.groups()}
         if path == "/apis":
             return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                 {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],

@@ -58,8 +58,16 @@ class Campaign:
         self._live.append(sim)
         return sim
 
+    def release(self) -> None:
+        """Stop the copies handed out since the last call, and forget their objects."""
+        for sim in self._live:
+            sim.stop()
+            self.emu.clusters.pop(sim.name, None)
+        self._live.clear()
+
     def close(self) -> None:
-        for sim in [*self._live, *self._saved.values()]:
+        self.release()
+        for sim in self._saved.values():
             sim.stop()
 
 
@@ -78,3 +86,11 @@ def campaign(course: Course, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             yield c
         finally:
             c.close()
+
+
+@pytest.fixture(autouse=True)
+def _release_copies(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test's copy of the campaign's cluster stops with the test."""
+    yield
+    if "campaign" in request.fixturenames:
+        request.getfixturevalue("campaign").release()

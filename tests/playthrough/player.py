@@ -8,6 +8,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,21 @@ class Player:
                 break
             await asyncio.sleep(0.02)
         await self.check()
+
+    async def verify(self) -> int:
+        """``kepler verify --chapter N`` on the same cluster (with the drill's start, if the
+        story ran one): its exit code, 0 when every objective holds."""
+        from bot.commands import verify
+
+        mission = await self.store.get_mission(self.mission_id)
+        assert mission is not None
+        argv = ["--chapter", str(self.course.chapters[mission.chapter].number),
+                "--kubeconfig", str(self.sim.kubeconfig), "--json"]
+        drilled = mission.data.get("drills", {}).get(self.key, {}).get(LEARNER)
+        if drilled:
+            argv += ["--drill-started-at",
+                     datetime.fromtimestamp(drilled, UTC).isoformat()]
+        return await asyncio.to_thread(verify.main, argv)
 
     def _drill_objectives(self) -> set[str]:
         """Objectives only the story's drill can satisfy (it breaks something first)."""

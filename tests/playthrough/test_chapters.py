@@ -63,6 +63,7 @@ async def test_the_chapter_unlocks_by_itself(course: Course, campaign: Campaign,
         await player.read_the_task()
         await player.type(path)
         delay = await player.unlock_delay(UNLOCK_BOUND)
+        assert await player.verify() == 0, "kepler verify disagrees with the live unlock"
     print(f"chapter {number}: unlocked {delay:+.2f} s after the cluster settled")
     assert delay <= UNLOCK_BOUND
 

@@ -263,6 +263,7 @@ async def test_a_mistake_does_not_unlock(course: Course, campaign: Campaign, mis
         failing = await player.failing()
         assert player.unlocked_at is None, f"{mistake}: the story unlocked"
         assert failing, f"{mistake}: every objective holds"
+        assert await player.verify() == 1, f"{mistake}: kepler verify disagrees with the check"
         # the learner reads every open objective's reason: one of them must name the problem
         assert any(re.search(mistake.names, r, re.I) for r in failing.values()), (
             f"{mistake}: no reason names the problem ({mistake.names!r}): {failing}")
