@@ -21,7 +21,6 @@ import asyncio
 import json
 import ssl
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -230,7 +229,9 @@ class Pool:
                 max(0.01, since + self.idle_timeout - time.monotonic()), self._tick)
 
 
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool] = weakref.WeakKeyDictionary()
+# Not weak: a pool's connections refer to their loop. Pools of closed loops (tests run many)
+# are dropped when another loop makes its first pool, and their sockets with them.
+_pools: dict[asyncio.AbstractEventLoop, Pool] = {}
 
 
 def pool() -> Pool:
@@ -238,6 +239,8 @@ def pool() -> Pool:
     loop = asyncio.get_running_loop()
     found = _pools.get(loop)
     if found is None:
+        for old in [lp for lp in _pools if lp.is_closed()]:
+            del _pools[old]
         found = _pools[loop] = Pool()
     return found
 
