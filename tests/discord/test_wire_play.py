@@ -168,14 +168,14 @@ async def test_solo_player_in_dms_plays_chapters_one_and_two(
             # A form opened, then the question answered by a DM: the form's moment has passed.
             opened = await local.click(alex, newest(local, dm, f"kepler:answer:{mission.id}:"))
             await local.answered(opened)
-            await local.dm(alex, "Pods restart on other nodes")
+            await local.dm(alex, "3 Ready nodes; pods restart on other nodes")
             await moved(station, address, mission)
             late_form = await local.submit_form(alex, opened, "a second answer")
             assert (await replied(local, late_form)).startswith(PASSED)
             assert station.store is not None
             ref = f"{mission.chapter}.{mission.beat}"
             answers = await station.store.answered(mission.id, ref)
-            assert answers == {f"discord:{alex}": "Pods restart on other nodes"}
+            assert answers == {f"discord:{alex}": "3 Ready nodes; pods restart on other nodes"}
             interactions += [opened, late_form]
             stale_form = True
             continue
@@ -187,7 +187,7 @@ async def test_solo_player_in_dms_plays_chapters_one_and_two(
             assert str(alex) in opened.modal["custom_id"]  # per member
             await station.restart()
             restarted = True
-            form = await local.submit_form(alex, opened, "Three nodes report Ready")
+            form = await local.submit_form(alex, opened, "3 nodes report Ready")
             await local.answered(form)
             interactions += [opened, form]
             await moved(station, address, mission)

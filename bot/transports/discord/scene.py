@@ -5,8 +5,8 @@ small messages and a busy channel meets Discord's per-channel rate limit, so the
 groups the messages of one beat before posting:
 
 - the scene description and narration (the narrator's voice) become one embed;
-- one speaker's consecutive lines (stage directions in italics, dialogue, their question)
-  become one post under their name;
+- one speaker's consecutive lines (their reply to an answer, stage directions in italics,
+  dialogue, their question) become one post under their name;
 - tasks, reviews, summaries and everything else stay posts of their own.
 
 Discord's limits hold for every post: 2000 characters of content, 4096 per embed description,
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from bot.engine.ports import Outgoing
 
-GROUPED_KINDS = ("line", "question")
+GROUPED_KINDS = ("line", "question", "reply")  # a reply to an answer leads into the next lines
 CLOSING_KINDS = ("task", "review")  # an embed of their own that may end a speaker's message
 NARRATOR_STYLES = ("scene", "narration")
 CONTENT_LIMIT = 2000
