@@ -182,6 +182,10 @@ def discord_gateway_check(bot: Any) -> Check:
 # --- the server ------------------------------------------------------------------------------
 
 
+PROXIED = ("Fly-Client-IP", "X-Forwarded-For", "Forwarded")
+"""Headers a public edge adds: a request that carries one is not served ``/metrics``."""
+
+
 class HealthServer:
     """Serves the registry and the metrics. ``port=0`` picks a free port (see :attr:`port`)."""
 
@@ -226,7 +230,10 @@ class HealthServer:
         return web.json_response({"status": "ok"})
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        if self.metrics is None:
+        # With the browser terminal the server is public; the metrics stay private. A request
+        # through a proxy (Fly's edge sets Fly-Client-IP; any proxy X-Forwarded-For) came from
+        # outside, while Fly's Prometheus scrapes the private address directly.
+        if self.metrics is None or any(h in request.headers for h in PROXIED):
             raise web.HTTPNotFound()
         await self.metrics.refresh()
         resp = web.Response(body=self.metrics.render())

@@ -44,8 +44,10 @@ def emu():
         yield e
 
 
-async def _get(port: int, path: str) -> tuple[int, str, str]:
-    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as r:
+async def _get(port: int, path: str, headers: dict[str, str] | None = None
+               ) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{port}{path}", headers=headers) as r:
         return r.status, r.headers.get("Content-Type", ""), await r.text()
 
 
@@ -243,3 +245,13 @@ async def test_unlock_latency_runs_from_the_read_to_the_delivery_in_the_same_tas
 def _samples(metrics: Metrics) -> dict[str, float]:
     return {s.name: s.value for s in metrics.unlock_latency.collect()[0].samples
             if "le" not in s.labels}  # fmt: skip
+
+
+@pytest.mark.parametrize("header", ["Fly-Client-IP", "X-Forwarded-For", "Forwarded"])
+async def test_metrics_are_not_served_through_a_public_edge(header: str) -> None:
+    """The browser terminal makes this server public; /metrics stays for the private scrape."""
+    async with HealthServer(HealthRegistry(cache_for=0), Metrics(), host="127.0.0.1",
+                            port=0) as server:
+        assert (await _get(server.port, "/metrics"))[0] == 200
+        assert (await _get(server.port, "/metrics", {header: "203.0.113.7"}))[0] == 404
+        assert (await _get(server.port, "/livez", {header: "203.0.113.7"}))[0] == 200
