@@ -1,49 +1,25 @@
 """Logging: one event per line, JSON when not on a terminal, readable when on one; never a secret.
 
-Every record passes :class:`RedactFilter`, which masks anything shaped like a credential —
-``Authorization`` headers, bearer tokens, kubeconfig keys, tokens and certificate data (as
-YAML, JSON, env or a Python repr), Discord bot tokens, webhook and interaction URLs, Anthropic
-keys, PEM private keys, JWTs — in the message, its arguments, extra fields and the traceback.
+Every record passes :class:`RedactFilter`, which masks anything shaped like a credential in
+the message, its arguments, extra fields and the traceback. The patterns are the project's one
+redactor, :func:`bot.core.text.redact_secrets` (also used on learner text and tool results), so
+a format learned in one place is redacted everywhere.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
-_KEYS = (
-    r"[\w-]*(?:key-data|certificate-data|token|password|passwd|api[_-]?key|secret|"
-    r"secret[_-]?key|private[_-]?key|kubeconfig[_-]?data)"
-)
-
-_PATTERNS = [
-    # Authorization headers: the whole value, whatever the scheme (Bearer, Basic, Bot, …)
-    re.compile(r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)[^\"'\r\n,}]{4,}"),
-    re.compile(r"(?i)(\b(?:bearer|bot)\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    # key: value, key=value, "key": "value", 'key': 'value' (kubeconfig YAML, env, dict reprs)
-    re.compile(rf"(?i)((?:{_KEYS})[\"']?\s*[:=]\s*[\"']?)[^\s\"',}}\]]{{6,}}"),
-    re.compile(r"sk-ant-[A-Za-z0-9_-]{10,}"),
-    # Discord bot tokens: base64 user id . timestamp . HMAC
-    re.compile(r"\b[A-Za-z\d_-]{23,28}\.[A-Za-z\d_-]{6,7}\.[A-Za-z\d_-]{27,}"),
-    # webhook and interaction URLs carry their token in the path
-    re.compile(r"(?i)(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._-]{16,}"),
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
-    re.compile(
-        r"eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"
-    ),  # JWT (service account)
-    # base64 of a PEM block or of a kubeconfig, wherever it shows up without its key
-    re.compile(r"\b(?:LS0tLS1C|YXBpVmVyc2lvbj)[A-Za-z0-9+/=]{16,}"),
-]
+from bot.core.text import redact_secrets
 
 
 def redact(text: str) -> str:
-    for pattern in _PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
-    return text
+    """The one redactor (:func:`bot.core.text.redact_secrets`), applied to a log line."""
+    return redact_secrets(text)
 
 
 class RedactFilter(logging.Filter):

@@ -58,7 +58,7 @@ def scrub(value: Any) -> Any:
 # "\"DB_PASSWORD\": \"abc\"", "AccountKey=abc". The name may carry a prefix or suffix.
 SECRET_KEYS = (
     r"client-key-data|client-certificate-data|certificate-authority-data|"
-    r"id-token|refresh-token|access-token|auth-provider|token|password|passwd|pwd|"
+    r"id-token|refresh-token|access-token|auth-provider|token(?!s\b)|password|passwd|pwd|"
     r"api[_-]?key|secret[_-]?key|private[_-]?key|x-api-key|authorization|"
     r"client[_-]?secret|secret[_-]?access[_-]?key|account[_-]?key|sharedaccesskey|"
     r"credentials?"
@@ -82,6 +82,10 @@ _KEYS = re.compile(
     r"|\bglpat-[A-Za-z0-9_-]{20,}"  # GitLab
     r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
 )
+# Discord bot tokens (base64 user id . timestamp . HMAC) and the tokens that webhook and
+# interaction URLs carry in their path.
+_DISCORD_TOKEN = re.compile(r"\b[A-Za-z\d_-]{23,28}\.[A-Za-z\d_-]{6,7}\.[A-Za-z\d_-]{27,}")
+_URL_PATH_TOKEN = re.compile(r"(?P<head>/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._-]{16,}", re.I)
 # Long base64 runs (kubeconfig *-data values pasted without their key).
 _BASE64_BLOB = re.compile(r"\b(?:LS0tLS1C|MII)[A-Za-z0-9+/=]{40,}")
 # scheme://user:password@host — keep the user and host, drop the password.
@@ -93,6 +97,8 @@ def redact_secrets(text: str) -> str:
     text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _JWT.sub(REDACTED, text)
+    text = _DISCORD_TOKEN.sub(REDACTED, text)
+    text = _URL_PATH_TOKEN.sub(lambda m: m.group("head") + REDACTED, text)
     text = _KEYS.sub(REDACTED, text)
     text = _BASE64_BLOB.sub(REDACTED, text)
     return _KEY_VALUE.sub(

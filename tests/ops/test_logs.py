@@ -9,6 +9,7 @@ import logging
 
 import pytest
 
+from bot.core.text import REDACTED
 from bot.logs import redact, setup_logging
 
 BEARER = "sha256~Zm9vYmFyYmF6cXV4cXV1eHF1dXpxdXV6enp6"
@@ -84,7 +85,7 @@ def test_an_exception_full_of_secrets_logs_none_of_them(json_logs: io.StringIO):
     assert first["level"] == "error" and first["learner"] == "alex"
     assert "RuntimeError" in first["error"] and "Traceback" in first["error"]
     assert "server: https://kepler.kepler-1a2b3c.svc:443" in first["error"]  # not over-redacted
-    assert "/webhooks/1234567890123456789/***" in first["webhook"]
+    assert f"/webhooks/1234567890123456789/{REDACTED}" in first["webhook"]
     assert "responded with 429" in events[1]["event"]
 
 
@@ -109,3 +110,17 @@ def test_text_format_redacts_too():
     out = stream.getvalue()
     assert out.count("\n") == 1
     assert STATIC not in out and DISCORD not in out and ANTHROPIC not in out
+
+
+def test_a_log_line_with_a_jwt_a_bearer_token_and_a_url_password(json_logs: io.StringIO):
+    """The log filter is the one redactor: the formats it learned for learner text apply here."""
+    logging.getLogger("kepler.test").warning(
+        "retrying %s with Authorization: Bearer %s (service account %s)",
+        "postgres://kepler:s3cr3t-Pa55@db.kepler.svc:5432/station", BEARER, SA_JWT,
+    )  # fmt: skip
+    (line,) = json_logs.getvalue().strip().splitlines()
+    event = json.loads(line)["event"]
+    for secret in ("s3cr3t-Pa55", BEARER, SA_JWT):
+        assert secret not in line
+    assert "postgres://kepler:[redacted]@db.kepler.svc:5432/station" in event
+    assert "Authorization: [redacted]" in event and f"service account {REDACTED})" in event
