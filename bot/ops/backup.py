@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bot.store.migrations import MIGRATIONS
@@ -224,7 +225,9 @@ class BackupScheduler:
     """Every ``every`` seconds: a backup into ``directory``, then prune to ``keep`` files.
 
     ``start()`` returns the asyncio task; cancel it (or ``stop()``) at shutdown. The copy runs
-    in a thread, so the event loop (and Discord's heartbeat) never waits on it.
+    in a thread, so the event loop (and Discord's heartbeat) never waits on it. ``sleep`` and
+    ``clock`` (the wait between backups, the time a file is named after) are injectable so a
+    test drives the schedule tick by tick instead of waiting on the wall clock.
     """
 
     def __init__(
@@ -235,16 +238,20 @@ class BackupScheduler:
         every: float = 3600.0,
         keep: int = 48,
         metrics: Metrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = Path(db)
         self.directory = Path(directory)
         self.every = every
         self.keep = keep
         self.metrics = metrics
+        self._sleep = sleep
+        self._clock = clock
         self._task: asyncio.Task[None] | None = None
 
     def backup_now(self, tag: str = "") -> BackupResult:
-        result = backup(self.db, self.directory / backup_name(tag=tag))
+        result = backup(self.db, self.directory / backup_name(self._clock(), tag=tag))
         prune(self.directory, self.keep)
         return result
 
@@ -267,7 +274,7 @@ class BackupScheduler:
 
     async def run(self) -> None:
         while True:
-            await asyncio.sleep(self.every)
+            await self._sleep(self.every)
             await self.run_once()
 
     def start(self) -> asyncio.Task[None]:

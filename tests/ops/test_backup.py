@@ -155,19 +155,36 @@ def test_restore_refuses_broken_foreign_and_newer_files(tmp_path: Path):
 
 
 async def test_scheduler_writes_prunes_and_reports(tmp_path: Path):
+    """Four ticks of an injected clock: four backups, pruned to the newest two, reported."""
     db = tmp_path / "kepler.db"
+    now = [1_700_000_000.0]
+    ticks: list[float] = []
+    fourth_done = asyncio.Event()
+
+    async def tick(seconds: float) -> None:
+        # The scheduler's wait: no wall clock, the fake time moves by what it asked for.
+        ticks.append(seconds)
+        if len(ticks) == 5:  # the 5th wait starts only after the 4th backup finished
+            fourth_done.set()
+            await asyncio.Event().wait()
+        now[0] += seconds
+
     async with SQLiteStore(db) as store:
         await _seed(store, 3)
         metrics = Metrics()
-        scheduler = ops.BackupScheduler(db, tmp_path / "backups", every=0.05, keep=2,
-                                        metrics=metrics)  # fmt: skip
+        scheduler = ops.BackupScheduler(db, tmp_path / "backups", every=3600, keep=2,
+                                        metrics=metrics, sleep=tick, clock=lambda: now[0])  # fmt: skip
         (tmp_path / "backups").mkdir()
         (tmp_path / "backups" / "notes.txt").write_text("not a backup")
         scheduler.start()
-        await asyncio.sleep(0.4)
+        await asyncio.wait_for(fourth_done.wait(), timeout=120)  # a hang guard, not a limit
         await scheduler.stop()
+    assert ticks == [3600] * 5
     files = sorted(p.name for p in (tmp_path / "backups").iterdir())
-    assert len([f for f in files if ops.NAME.match(f)]) == 2 and "notes.txt" in files
+    start = 1_700_000_000.0
+    assert files == sorted([ops.backup_name(start + 3 * 3600), ops.backup_name(start + 4 * 3600),
+                            "notes.txt"])  # fmt: skip
+    assert dump(tmp_path / "backups" / ops.backup_name(start + 4 * 3600)) == dump(db)
     assert metrics.backup_last_success._value.get() > 0
     assert metrics.backup_bytes._value.get() > 0
 
