@@ -21,10 +21,10 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bot.store.migrations import MIGRATIONS
