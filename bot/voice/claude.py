@@ -128,7 +128,7 @@ class ClaudeVoice:
             request = build_request(
                 turn, model=self.model, personas=self.personas, recall=recall,
                 tools=self.tools.definitions if self.tools else None, max_tokens=self.max_tokens,
-                notes=self._notes_of(turn),
+                notes=self._notes_of(turn), commands=self.scripted.commands,
             )  # fmt: skip
             for round_ in range(self.max_tool_rounds + 1):
                 if self.tools is not None and round_ == self.max_tool_rounds:

@@ -31,7 +31,7 @@ from typing import Any
 from bot.content.schema import Persona
 from bot.engine.ports import VoiceTurn
 from bot.voice.memory import Recall, estimate_tokens
-from bot.voice.scripted import address
+from bot.voice.scripted import CommandWords, address
 
 Block = dict[str, Any]
 CACHE = {"type": "ephemeral"}
@@ -161,8 +161,18 @@ def beat_text(turn: VoiceTurn) -> str:
 Notes = list[tuple[str, str, str]]
 
 
-def turn_context(turn: VoiceTurn, personas: Mapping[str, Persona], *, tools: bool) -> str:
-    """What changes every turn: it goes after the learner's message and is never cached."""
+def turn_context(
+    turn: VoiceTurn,
+    personas: Mapping[str, Persona],
+    *,
+    tools: bool,
+    commands: CommandWords | None = None,
+) -> str:
+    """What changes every turn: it goes after the learner's message and is never cached.
+
+    ``commands`` is how the learner's transport spells its commands (``/check`` on Discord).
+    """
+    words = commands or CommandWords()
     name = address(turn.learner_name)
     out = ["Turn context (from the station's systems, not from the learner):",
            f"You speak as {speaker(personas.get(turn.persona))}.",
@@ -196,7 +206,7 @@ def turn_context(turn: VoiceTurn, personas: Mapping[str, Persona], *, tools: boo
         out.append(
             f"Now: answer {name}'s message in character, grounded in their live cluster and "
             "the objective status. Point at the first thing that is not holding; suggest "
-            "`hint` or `check` when that is the next step."
+            f"{words.hint} or {words.check} when that is the next step."
         )
     return "\n\n".join(out)
 
@@ -255,10 +265,11 @@ def build_request(
     tools: Sequence[Block] | None = None,
     max_tokens: int = 700,
     notes: Notes | None = None,
+    commands: CommandWords | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.messages.create``/``stream``. ``notes`` are the beat
     notes of this conversation so far (updated here); without them the beat's note goes
-    before the current message every time."""
+    before the current message every time. ``commands``: the transport's command words."""
     recall = recall or Recall()
     system: list[Block] = [
         {"type": "text", "text": STATION_RULES},
@@ -267,7 +278,8 @@ def build_request(
     messages = history(recall, turn, [] if notes is None else notes)
     current = messages[-1]["content"]
     current[-1]["cache_control"] = CACHE  # the history up to this message, for the next turn
-    current.append({"type": "text", "text": turn_context(turn, personas, tools=bool(tools))})
+    current.append({"type": "text", "text": turn_context(
+        turn, personas, tools=bool(tools), commands=commands)})
     request: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens if turn.purpose == "answer" else min(max_tokens, 400),

@@ -20,6 +20,7 @@ from bot.content.course import BeatRef, Course
 from bot.content.schema import QuestionBeat, TaskBeat
 from bot.engine.beats import task_key
 from bot.engine.engine import Engine, InputError
+from bot.engine.feedback import CheckLine, check_text
 from bot.engine.ports import Address, Outgoing
 from bot.store.records import Mission
 from bot.transports.discord.expiry import expired_token, log_expired
@@ -214,8 +215,12 @@ class Actions:
                 return replies
             key = task_key(self.course, BeatRef(mission.chapter, mission.beat))
             status = await self.store.objectives(learner, key)
-            lines = [f"✅ {o.title}" for o in beat.objectives if o.id in status]
-            return [Outgoing(kind="status", text="\n".join(lines), speaker="aria")] if lines else []
+            lines = [CheckLine(o.id, o.title, True, "✅") for o in beat.objectives if o.id in status]
+            if not lines:
+                return []
+            return [Outgoing(kind="status", text=check_text(lines), speaker="aria",
+                             data={"lines": [line.to_json() for line in lines], "footer": "",
+                                   "passed": True})]  # fmt: skip
 
         await self._run(interaction, work)
 

@@ -184,7 +184,8 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
     from bot.ops.metrics import MeteredUsageStore
     from bot.ops.runtime import start_ops
     from bot.store.sqlite import SQLiteStore
-    from bot.voice import BudgetLimits, CommandWords, build_voice
+    from bot.transports.discord.render import COMMANDS
+    from bot.voice import BudgetLimits, build_voice
     from bot.web.setup import build_terminal
     from sandbox.backends.kubeconfig import KubeconfigBackend
     from sandbox.lifecycle import SandboxManager
@@ -232,7 +233,7 @@ async def build(settings: Any, stack: contextlib.AsyncExitStack) -> App:
         model=settings.model,
         store=MeteredUsageStore(store, ops.metrics),
         cluster_provider=service.client_for,
-        commands=CommandWords(check="`/check`", hint="`/hint`", proceed="press Continue"),
+        commands=COMMANDS,  # the crew (scripted and Claude) quotes /check, /hint, Continue
         limits=BudgetLimits(
             learner_daily_tokens=settings.voice_daily_tokens,
             guild_daily_tokens=settings.voice_guild_daily_tokens,

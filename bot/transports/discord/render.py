@@ -9,23 +9,29 @@ Portraits: a persona's ``avatar`` is a path under the personas folder (``portrai
 served by the bot's own HTTP server; with ``KEPLER_PUBLIC_URL`` set it becomes
 ``<public url>/portraits/x.png``; without one there is no portrait (Discord must fetch it).
 
-Wording fits Discord: the crew's "run `check`" reads "run `/check`", and sentences about
-``kepler play`` (the terminal) are left out.
+Wording fits Discord: the crew quotes Discord's command words because the transport hands
+them to the voice (``CommandWords`` in ``app.build``); the course's sentences about
+``kepler play`` (the terminal) are left out here. A check result is laid out from the engine's
+:class:`bot.engine.feedback.CheckLine` s (``data["lines"]``), never re-parsed from its text.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import discord
 from rich.color import Color, ColorParseError
 
 from bot.content.course import Course
+from bot.engine.feedback import CheckLine, check_text
 from bot.engine.ports import Outgoing
 from bot.transports.discord.scene import EMBEDS_TOTAL, MAX_EMBEDS, Group, embed_messages, pack
 from bot.transports.discord.splitting import CONTENT_LIMIT, EMBED_LIMIT, split_text
+from bot.voice.scripted import CommandWords
 
 STATION = "Kepler Station"
 SCENE_COLOUR = 0x2B6CB0
@@ -33,6 +39,8 @@ TASK_COLOUR = 0xD69E2E
 BOARD_COLOUR = 0x38A169
 NOTICE_COLOUR = 0x718096
 NO_MENTIONS = discord.AllowedMentions.none()
+# How the crew quotes Discord's commands (the terminal has its own: bot/transports/terminal.py).
+COMMANDS = CommandWords(check="`/check`", hint="`/hint`", proceed="press Continue")
 
 _TITLES = {"task": None, "review": "Crew assessment", "board": "Crew board", "progress": "Sandbox"}
 
@@ -74,13 +82,11 @@ def portrait_url(avatar: str, public_url: str) -> str | None:
     return f"{public_url.rstrip('/')}/{avatar.lstrip('/')}"
 
 
-_COMMANDS = re.compile(r"`(check|hint|catchup|kubeconfig|status)`")
 _TERMINAL_ONLY = re.compile(r"(?:^|(?<=[.!?]) )[^.!?\n]*`kepler play`[^.!?\n]*[.!?]", re.M)
 
 
 def wording(text: str) -> str:
-    """Discord's words for the learner's commands; terminal-only sentences left out."""
-    text = _COMMANDS.sub(lambda m: f"`/{m[1]}`", text)
+    """The course's text without its terminal-only sentences (those naming ``kepler play``)."""
     return _TERMINAL_ONLY.sub("", text).replace("  ", " ")
 
 
@@ -93,7 +99,10 @@ def colour_of(name: str) -> int:
 
 
 def message_text(message: Outgoing) -> str:
-    """The text as shown, with numbered choices under a question."""
+    """The text as shown, with numbered choices under a question; a check result from its
+    lines (one per objective, failures first as the engine ordered them)."""
+    if message.kind == "status" and "lines" in message.data:
+        return check_result(message.data)
     text = wording(message.text)
     if message.kind == "line" and message.style == "stage" and text and not text.startswith("*"):
         text = f"*{text}*"
@@ -108,8 +117,6 @@ def render(
 ) -> list[Piece]:
     who = speaker_of(course, message.speaker, public_url)
     text = message_text(message)
-    if message.kind == "status":
-        text = failures_first(text)
     kind = message.kind
     pieces: list[Piece]
     if kind == "line" and message.style == "scene":
@@ -163,12 +170,10 @@ def plain_embed(text: str, colour: int = NOTICE_COLOUR, title: str | None = None
     return discord.Embed(description=text[:EMBED_LIMIT], colour=colour, title=title)
 
 
-def failures_first(text: str) -> str:
-    """A check result with the objectives still open on top (one line each)."""
-    lines = text.split("\n")
-    open_ = [line for line in lines if line.startswith(("❌", "⬜"))]
-    rest = [line for line in lines if not line.startswith(("❌", "⬜"))]
-    return "\n".join(open_ + rest)
+def check_result(data: Mapping[str, Any]) -> str:
+    """A check result's ``data`` (``bot.engine.feedback.status_message``) as Discord text."""
+    lines = [CheckLine(**row) for row in data.get("lines") or []]
+    return check_text(lines, str(data.get("footer") or ""))
 
 
 def render_scene(
