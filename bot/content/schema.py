@@ -267,9 +267,6 @@ class Persona(_Model):
     voice: str = Field(description="How they speak, for the model.")
     rules: list[str] = Field(default_factory=list)
     examples: list[str] = Field(default_factory=list, description="Lines from the seed.")
-    fallback: list[str] = Field(
-        default_factory=list, description="Scripted in-character lines when the model is away."
-    )
 
 
 def chapter_json_schema() -> dict[str, Any]:

@@ -56,7 +56,6 @@ def test_personas(course):
     for p in course.personas.values():
         assert p.voice.strip() and p.role.strip() and p.name.strip()
         assert 3 <= len(p.examples) <= 6, p.id
-        assert 6 <= len(p.fallback) <= 10, p.id
         assert p.avatar == f"portraits/{p.id}.png"  # drawn by personas/portraits/draw.py
     torres = course.personas["torres"]
     assert torres.name == "Commander Sarah Torres"
