@@ -15,14 +15,14 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakValueDictionary
 
 from bot.content.course import BeatRef, Course
-from bot.content.schema import Beat, QuestionBeat, ReviewBeat, TaskBeat
+from bot.content.schema import Beat, Choice, QuestionBeat, ReviewBeat, TaskBeat
 from bot.core.text import from_outside, strip_controls
 from bot.engine import feedback
 from bot.engine.beats import line_message, render, task_key
@@ -229,7 +229,7 @@ class Engine:
             answered = await self.store.answered(mission_id, self._ref(mission).key)
             # A question back ("what do you mean by Ready?") is answered, not judged: the
             # Think First question stays open for the learner's answer.
-            if learner_id not in answered and (beat.choices or not is_question(text)):
+            if learner_id not in answered and not is_question(text, beat.choices):
                 return await self.answer(mission_id, learner_id, text)
         await self._converse(mission, learner_id, text)
         return []
@@ -888,13 +888,22 @@ def _numbers(text: str) -> list[str]:
             if w.isdigit() or w in _NUMBER_WORDS]
 
 
-def _pick_choice(beat: QuestionBeat, text: str) -> str | None:
+def _exact_choice(choices: Sequence[Choice], text: str) -> str | None:
+    """The choice a text names outright: by its number, its value or its label."""
     lowered = text.lower().strip()
-    if lowered.isdigit() and 1 <= int(lowered) <= len(beat.choices):
-        return beat.choices[int(lowered) - 1].value
-    for choice in beat.choices:
+    if lowered.isdigit() and 1 <= int(lowered) <= len(choices):
+        return choices[int(lowered) - 1].value
+    for choice in choices:
         if lowered in (choice.value, choice.label.lower()):
             return choice.value
+    return None
+
+
+def _pick_choice(beat: QuestionBeat, text: str) -> str | None:
+    lowered = text.lower().strip()
+    exact = _exact_choice(beat.choices, lowered)
+    if exact is not None:
+        return exact
     scores = {c.value: sum(1 for k in c.keywords if k.lower() in lowered) for c in beat.choices}
     best = max(scores.values(), default=0)
     winners = [v for v, s in scores.items() if s == best]
@@ -929,11 +938,30 @@ _INTERROGATIVES = frozenset(
 )
 
 
-def is_question(text: str) -> bool:
-    """A question for the crew rather than an answer: it ends in ``?`` and opens like one
-    ("What counts as Ready?"). "Three?" is a hesitant answer and is judged."""
-    words = text.strip().lower().split()
-    return bool(words) and text.rstrip().endswith("?") and words[0].strip(",.:") in _INTERROGATIVES
+def is_question(text: str, choices: Sequence[Choice] = ()) -> bool:
+    """A question for the crew rather than an answer to the open Think First question.
+
+    Anything ending in ``?`` is a question ("Ready means the kubelet says so?", "Sorry, a
+    node is a machine?"), except the answer-shaped ones: a pick of one of the beat's offered
+    choices ("2?", "Hands-on?") and a short hesitant answer of up to three words that does not
+    open with a question word ("Three?", "Two nodes?"). Text without ``?`` is an answer.
+
+    The bias is deliberate: a question taken for an answer moves the story on and cannot be
+    taken back, while an answer taken for a question costs one reply from the crew and the
+    question stays open for the learner to answer again.
+    """
+    stripped = text.strip()
+    if not stripped.endswith("?"):
+        return False
+    words = stripped.rstrip("?").strip().lower().split()
+    if not words or words[0].strip(",.:;!") in _INTERROGATIVES:
+        return True
+    if choices and _exact_choice(choices, " ".join(words)) is not None:
+        return False
+    return len(words) > _HESITANT_WORDS
+
+
+_HESITANT_WORDS = 3  # "Three?", "Two Ready nodes?": an answer said with a rising voice
 
 
 class _Holding:

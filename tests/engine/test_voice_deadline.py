@@ -64,12 +64,35 @@ def _engine(store, voice: Any, transport: RecordingTransport, **kw: Any) -> Engi
         ("why would a node not be ready?", True),
         ("Is it three?", True),
         ("Three?", False),
+        ("Two Ready nodes?", False),
         ("Three of them are Ready", False),
         ("I think three. Why do you ask", False),
+        # questions that do not open with a question word are still questions
+        ("Ready means the kubelet says it is healthy?", True),
+        ("Sorry, I don't follow the part about Ready?", True),
+        ("So a node counts once its kubelet reports in?", True),
+        ("What?", True),
+        ("?", True),
     ],
 )
 def test_what_counts_as_a_question(text: str, question: bool):
     assert is_question(text) is question
+
+
+@pytest.mark.parametrize(
+    ("text", "question"),
+    [
+        ("Hands-on?", False),  # an offered choice, said with a rising voice
+        ("2?", False),
+        ("theory first?", False),
+        ("What does hands-on mean for the next hour?", True),
+        ("Can I switch later?", True),
+        ("Hands-on means I type the commands myself?", True),
+    ],
+)
+def test_a_pick_of_an_offered_choice_is_an_answer(text: str, question: bool):
+    style = fixture_course().chapters[0].beats[1]
+    assert style.choices and is_question(text, style.choices) is question
 
 
 async def test_a_question_at_think_first_is_answered_and_not_judged(store):
@@ -85,6 +108,34 @@ async def test_a_question_at_think_first_is_answered_and_not_judged(store):
     assert voice.turns[-1].purpose == "judge"
     moved = await store.get_mission(mission_id)
     assert (moved.chapter, moved.beat) != (still.chapter, still.beat)
+
+
+async def test_a_question_without_a_question_word_is_answered_and_a_hesitant_answer_judged(store):
+    voice, transport = CannedVoice(), RecordingTransport()
+    engine = _engine(store, voice, transport)
+    mission_id = await _at_question(engine)
+    still = await store.get_mission(mission_id)
+    await engine.say(mission_id, "alex", "Ready means the kubelet reports the node healthy?")
+    assert voice.turns[-1].purpose == "answer"
+    assert (await store.get_mission(mission_id)).beat == still.beat
+    await engine.say(mission_id, "alex", "Three?")
+    assert voice.turns[-1].purpose == "judge" and voice.turns[-1].text == "Three?"
+    assert (await store.get_mission(mission_id)).beat != still.beat
+
+
+async def test_a_question_at_a_choice_is_answered_and_the_choice_stays_open(store):
+    voice, transport = CannedVoice(), RecordingTransport()
+    engine = _engine(store, voice, transport)
+    mission = await engine.start(DM, "alex", "Alex Chen")
+    at = (await store.get_mission(mission.id)).beat
+    # Its keyword ("hands") would pick a choice; as a question it is answered instead.
+    await engine.say(mission.id, "alex", "What do hands-on missions look like?")
+    assert voice.turns[-1].purpose == "answer"
+    assert (await store.get_mission(mission.id)).beat == at
+    assert "style" not in (await store.get_learner("alex")).profile
+    await engine.say(mission.id, "alex", "Hands-on?")
+    assert (await store.get_learner("alex")).profile["style"] == "hands-on"
+    assert (await store.get_mission(mission.id)).beat != at
 
 
 async def test_a_silent_voice_gets_the_scripted_line_in_time(store, caplog):
