@@ -51,7 +51,7 @@ async def test_forbidden_is_not_retried_and_other_learners_are_fine(emu, fake, v
     host.fail(403, "PATCH", r"/networkpolicies/", times=1)
     m = SandboxManager(vbackend, store)
     events = await drain(m.ensure("ada"))
-    assert events[-1].step == "failed" and "forbidden" in events[-1].message
+    assert events[-1].step == "failed" and "forbidden" in events[-1].message.lower()
     assert sum(1 for r in host.requests if "/networkpolicies/" in r.path) == 1  # no retry
     assert (await drain(m.ensure("bob")))[-1].step == "ready"
     assert (await drain(m.ensure("ada")))[-1].step == "ready"  # trying again works
@@ -76,7 +76,7 @@ async def test_unreachable_vcluster(emu, fake, store) -> None:
     name = (await store.get_sandbox("ada")).name
     fake.virtual(name).unreachable = True
     api = await backend.client_for("ada")
-    with pytest.raises(SandboxUnavailable, match="unreachable"):
+    with pytest.raises(SandboxUnavailable, match=r"connection failed|unreachable"):
         Kube(api, retry=Retry(attempts=2, base=0.001, cap=0.001)).version()
     api.close()
     # A paused sandbox whose API never comes back: resume fails clearly, nobody else suffers.
@@ -106,5 +106,5 @@ async def test_housekeeping_survives_an_unreachable_host(emu, fake, vbackend, st
 async def test_forbidden_on_delete_raises_clearly(emu, fake, vbackend) -> None:
     await drain(vbackend.provision("ada"))
     emu["host"].fail(403, "DELETE", r"^/api/v1/namespaces/", times=1)
-    with pytest.raises(SandboxForbidden, match="forbidden"):
+    with pytest.raises(SandboxForbidden, match=r"(?i)forbidden"):
         await vbackend.delete("ada")
