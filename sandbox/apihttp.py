@@ -18,6 +18,7 @@ fresh one (GETs are idempotent). Watches keep their own connection for their who
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import ssl
 import time
@@ -89,6 +90,9 @@ def auth_headers(cfg: client.Configuration) -> dict[str, str]:
     return headers
 
 
+_credential_keys = itertools.count(1)
+
+
 class Credentials:
     """One cluster's request headers, worked out at most every :data:`HEADERS_TTL` seconds.
 
@@ -99,6 +103,10 @@ class Credentials:
 
     def __init__(self, cfg: client.Configuration):
         self.cfg = cfg
+        # the pool's key for this cluster's connections: never reused, unlike ``id(self)``,
+        # which a new object takes over once this one is freed (it would be handed this
+        # cluster's idle connections, with their TLS client identity)
+        self.pool_key = next(_credential_keys)
         self._headers: dict[str, str] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
@@ -270,7 +278,7 @@ async def open_get(cfg: client.Configuration, credentials: Credentials, path: st
     scheme, host, port, authority, target = _target(cfg, path, query)
     tls = ssl_context(cfg)
     server: Key = (scheme, host, port, id(tls))
-    key: Key = (id(credentials), *server)
+    key: Key = (credentials.pool_key, *server)
     connections = pool()
     stale = False
     while True:
@@ -337,7 +345,7 @@ async def _get_body(cfg: client.Configuration, credentials: Credentials, path: s
     scheme, host, port, authority, target = _target(cfg, path, query)
     tls = ssl_context(cfg)
     server: Key = (scheme, host, port, id(tls))
-    key: Key = (id(credentials), *server)
+    key: Key = (credentials.pool_key, *server)
     connections = pool()
     waited = stale = False
     for _attempt in range(3):  # at most: a stale pooled connection, one Retry-After
