@@ -26,6 +26,7 @@ from bot.content.schema import Beat, Choice, QuestionBeat, ReviewBeat, TaskBeat
 from bot.core.text import from_outside, strip_controls
 from bot.engine import feedback
 from bot.engine.beats import line_message, render, task_key
+from bot.engine.board import board_text
 from bot.engine.pacing import Pacing, gate_open
 from bot.engine.ports import Address, CheckResult, Cluster, Outgoing, Transport, Voice, VoiceTurn
 from bot.store.base import Store
@@ -653,13 +654,8 @@ class Engine:
                         for o in beat.objectives
                     ]
                 rows.append(row)
-        lines = []
-        for row in rows:
-            marks = "".join("✅" if o["passed"] else "⬜" for o in row["objectives"])
-            lines.append(f"**{row['name']}** {marks} {row['task']}".rstrip())
-        return Outgoing(
-            kind="board", text="\n".join(lines) or "No crew yet.", data={"members": rows}
-        )
+        # who has a terminal open is the transport's to add (``board_text``'s ``connected``)
+        return Outgoing(kind="board", text=board_text(rows), data={"members": rows})
 
     # --- the crew's voice ---------------------------------------------------------------
 

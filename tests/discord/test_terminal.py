@@ -94,3 +94,40 @@ async def test_crew_board_says_who_has_a_terminal_open(world, store, course, clu
     terminal.connected = lambda: {"discord:43": 1}  # type: ignore[method-assign]
     lines = await app.actions._terminals_open(mission.id)
     assert lines[0].text == "Terminals open now: <@43>."
+
+
+async def test_the_crew_board_in_the_channel_marks_connected_terminals(world, store, course,
+                                                                       cluster) -> None:  # fmt: skip
+    """The engine's board, delivered by the Discord transport, says whose terminal is open;
+    the engine never learns of terminals (the transport re-renders the rows it sent)."""
+    terminal = terminal_for(store)
+    app = make_app(world, store, course, cluster, terminal=terminal)
+    assert app.transport.connected == terminal.connected  # the terminal's own list is asked
+    open_now: dict[str, int] = {}
+    app.transport.connected = lambda: open_now  # who is connected, as TerminalWeb reports it
+    channel = world.text_channel(1)
+    alex, sam = world.member(42, "Alex"), world.member(43, "Sam")
+    await app.actions.start(world.interaction(alex, channel))
+    await app.actions.join(world.interaction(sam, channel))
+    address = Address("discord", "channel", str(channel.id))
+    mission = await store.find_mission(address)
+    assert mission is not None
+    board = await app.engine._board(mission)
+    assert "terminal" not in board.text  # the engine's text: no terminals in it
+
+    def shown() -> list[str]:
+        [post] = [p for p in world.in_channel(channel.id) if p.embed is not None
+                  and p.embed.title == "Crew board"]  # fmt: skip
+        latest = post.edits[-1] if post.edits else post.kwargs
+        return latest["embed"].description.splitlines()
+
+    await app.transport.deliver(address, board, "board-1")
+    assert not any("connected" in line for line in shown())
+    open_now["discord:43"] = 1
+    await app.transport.deliver(address, board, "board-2")
+    [sam_line] = [line for line in shown() if line.startswith("**Sam**")]
+    [alex_line] = [line for line in shown() if line.startswith("**Alex**")]
+    assert sam_line.endswith("terminal connected") and "connected" not in alex_line
+    # without terminals on this bot the board is the engine's text as it was
+    off = make_app(world, store, course, cluster)
+    assert off.transport.connected is None

@@ -68,8 +68,9 @@ class App:
         self.invalid = invalid or InvalidRequests()
         self.webhooks = WebhookPool(bot, store, SecretBox(secret_key), clock=clock)
         self.transport = DiscordTransport(
-            bot, store, course, self.webhooks, public_url=public_url, pacer=pacer
-        )
+            bot, store, course, self.webhooks, public_url=public_url, pacer=pacer,
+            connected=terminal.connected if terminal is not None else None,  # the crew board
+        )  # fmt: skip
         self.engine = Engine(
             course, store, cluster, voice, self.transport, idle_after=idle_after, clock=clock,
             observe=observe, fallback=getattr(voice, "scripted", None),

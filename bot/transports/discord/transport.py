@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import replace
 from typing import Any
 
 import discord
 
 from bot.content.course import Course
+from bot.engine.board import board_text
 from bot.engine.ports import Address, Outgoing
 from bot.transports.discord import scene
 from bot.transports.discord.moments import Moment, Moments
@@ -78,7 +80,10 @@ class DiscordTransport:
         clock: Callable[[], float] = time.monotonic,
         public_url: str = "",
         pacer: Pacer | None = None,
+        connected: Callable[[], Collection[str]] | None = None,
     ):
+        """``connected`` names the learners with a browser terminal open now (``bot.web``);
+        the crew board shows them. None: this bot serves no terminals."""
         self.client = client
         self.store = store
         self.course = course
@@ -87,6 +92,7 @@ class DiscordTransport:
         self.public_url = public_url
         self.pacer = pacer or Pacer()
         self.moments = Moments(store)
+        self.connected = connected
 
     # --- Transport ----------------------------------------------------------------------
 
@@ -101,6 +107,8 @@ class DiscordTransport:
             await self._deliver_private(message, key)
         else:
             channel = await self.channel(address)
+            if message.kind == "board" and self.connected is not None:
+                message = with_terminals(message, self.connected())
             if message.kind in ("board", "progress"):
                 await self._edit_in_place(channel, address, message, key)
             else:
@@ -399,3 +407,9 @@ def _stream_embed(who: Any, body: str) -> discord.Embed:
     embed = discord.Embed(description=body, colour=who.colour)
     embed.set_author(name=who.name, icon_url=who.avatar)
     return embed
+
+
+def with_terminals(board: Outgoing, connected: Collection[str]) -> Outgoing:
+    """The crew board with each member whose terminal is open marked as connected."""
+    rows = board.data.get("members") or []
+    return replace(board, text=board_text(rows, connected))
