@@ -354,3 +354,19 @@ async def test_empty_answer_becomes_a_scripted_line(
     assert await collect(make_voice(api, store, personas, clusters).reply(t)) == (
         ScriptedVoice(personas).line(t)
     )
+
+
+async def test_the_model_is_told_the_transports_command_words(
+    api: respx.Router, store: SQLiteStore, personas: dict[str, Persona], clusters: dict[str, Any]
+) -> None:
+    """Discord hands in /check and /hint; the request's turn context quotes them, so the crew's
+    words need no rewriting by the transport."""
+    from bot.voice import CommandWords
+
+    route = api.post(API).mock(return_value=sse(["Run `/check` when it holds."]))
+    words = CommandWords(check="`/check`", hint="`/hint`", proceed="press Continue")
+    voice = make_voice(api, store, personas, clusters, commands=words)
+    await collect(voice.reply(turn()))
+    [body] = bodies(route)
+    context = body["messages"][-1]["content"][-1]["text"]
+    assert "`/hint` or `/check`" in context and "`check`" not in context
