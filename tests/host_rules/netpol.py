@@ -131,6 +131,9 @@ def synced_pod(name: str, vns: str, labels: dict[str, str], ns_labels: dict[str,
 
 
 def matches(selector: Obj | None, labels: dict[str, str]) -> bool:
+    """A LabelSelector against labels, from the API reference. Written again on purpose rather
+    than imported from ``sandbox.objectives``: a test world that shares the product's code
+    shares its mistakes."""
     if selector is None:
         return False
     for key, value in (selector.get("matchLabels") or {}).items():

@@ -174,6 +174,8 @@ def _default_class(cluster: Cluster) -> str | None:
 
 
 def _selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
+    """A LabelSelector against labels, from the API reference; kept apart from
+    ``sandbox.objectives`` on purpose (the simulator's rules never come from the objectives)."""
     for k, v in (selector.get("matchLabels") or {}).items():
         if labels.get(k) != v:
             return False
