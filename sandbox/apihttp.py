@@ -24,6 +24,7 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -258,13 +259,38 @@ def use_pool(connections: Pool) -> None:
     _pools[asyncio.get_running_loop()] = connections
 
 
-def _target(cfg: client.Configuration, path: str, query: dict[str, str]
-            ) -> tuple[str, str, int | None, str, str]:
-    """(scheme, host, port, authority, request target) of ``GET path?query`` on ``cfg``."""
-    base = urlsplit(str(cfg.host or "").rstrip("/"))
-    target = f"{base.path}{path}" + (f"?{urlencode(query)}" if query else "")
-    return (base.scheme, base.hostname or "", base.port, base.netloc.rsplit("@", 1)[-1],
-            target)
+@dataclass(frozen=True)
+class _Route:
+    """Where ``GET path?query`` on a learner's cluster goes, and its keys in the pool."""
+
+    scheme: str
+    host: str
+    port: int | None
+    tls: ssl.SSLContext | None
+    authority: str
+    target: str
+    server: Key  # origin and TLS settings: whose TLS sessions may resume
+    key: Key  # the cluster's idle connections
+
+    @classmethod
+    def of(cls, cfg: client.Configuration, credentials: Credentials, path: str,
+           query: dict[str, str]) -> _Route:
+        base = urlsplit(str(cfg.host or "").rstrip("/"))
+        target = f"{base.path}{path}" + (f"?{urlencode(query)}" if query else "")
+        tls = ssl_context(cfg)
+        server: Key = (base.scheme, base.hostname or "", base.port, id(tls))
+        return cls(base.scheme, base.hostname or "", base.port, tls,
+                   base.netloc.rsplit("@", 1)[-1], target, server,
+                   (credentials.pool_key, *server))
+
+    async def connection(self, connections: Pool, fresh: bool) -> tuple[HttpStream, bool]:
+        """The cluster's idle pooled connection (unless ``fresh``), else a new one resuming
+        the server's TLS session; and whether it was pooled."""
+        stream = None if fresh else connections.take(self.key)
+        if stream is not None:
+            return stream, True
+        return await HttpStream.connect(self.scheme, self.host, self.port, self.tls,
+                                        CONNECT_TIMEOUT, connections.session(self.server)), False
 
 
 async def open_get(cfg: client.Configuration, credentials: Credentials, path: str,
@@ -275,22 +301,19 @@ async def open_get(cfg: client.Configuration, credentials: Credentials, path: st
     connection of the cluster when there is one (a learner's new watches follow the reads of
     its check: no handshake), retried once on a new one if that turns out closed.
     ``observe`` hears of every request's outcome (the bot's request metrics)."""
-    scheme, host, port, authority, target = _target(cfg, path, query)
-    tls = ssl_context(cfg)
-    server: Key = (scheme, host, port, id(tls))
-    key: Key = (credentials.pool_key, *server)
+    route = _Route.of(cfg, credentials, path, query)
     connections = pool()
     stale = False
     while True:
-        stream = None if stale else connections.take(key)
-        reused = stream is not None
+        stream: HttpStream | None = None
+        reused = False
         try:
-            if stream is None:
-                stream = await HttpStream.connect(scheme, host, port, tls, CONNECT_TIMEOUT,
-                                                  connections.session(server))
+            stream, reused = await route.connection(connections, fresh=stale)
+            if not reused:
                 connections.streams += 1
-            stream.home = (connections, key)
-            stream.send_get(target, authority, await credentials.headers(), keep_alive=True)
+            stream.home = (connections, route.key)
+            stream.send_get(route.target, route.authority, await credentials.headers(),
+                            keep_alive=True)
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 resp = await stream.response()
             break
@@ -304,7 +327,7 @@ async def open_get(cfg: client.Configuration, credentials: Credentials, path: st
             if observe is not None and isinstance(exc, Exception):
                 observe("GET", "error")
             raise
-    connections.remember(server, stream)
+    connections.remember(route.server, stream)
     if observe is not None:
         observe("GET", f"{resp.status_code // 100}xx")
     return stream, resp
@@ -342,27 +365,24 @@ async def get_json(cfg: client.Configuration, credentials: Credentials, path: st
 
 async def _get_body(cfg: client.Configuration, credentials: Credentials, path: str,
                     query: dict[str, str], what: str, observe: Observe | None) -> bytes:
-    scheme, host, port, authority, target = _target(cfg, path, query)
-    tls = ssl_context(cfg)
-    server: Key = (scheme, host, port, id(tls))
-    key: Key = (credentials.pool_key, *server)
+    route = _Route.of(cfg, credentials, path, query)
     connections = pool()
     waited = stale = False
     for _attempt in range(3):  # at most: a stale pooled connection, one Retry-After
-        stream = None if stale else connections.take(key)
-        reused = stream is not None
+        stream: HttpStream | None = None
+        reused = False
         try:
-            if stream is None:
-                stream = await HttpStream.connect(scheme, host, port, tls, CONNECT_TIMEOUT,
-                                                  connections.session(server))
+            stream, reused = await route.connection(connections, fresh=stale)
+            if not reused:
                 connections.opened += 1
-            stream.send_get(target, authority, await credentials.headers(), keep_alive=True)
+            stream.send_get(route.target, route.authority, await credentials.headers(),
+                            keep_alive=True)
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 resp = await stream.response()
             if 200 <= resp.status_code < 300:
                 body = await stream.read(MAX_BODY)
-                connections.remember(server, stream)
-                connections.give(key, stream)
+                connections.remember(route.server, stream)
+                connections.give(route.key, stream)
                 stream = None
                 if observe is not None:
                     observe("GET", f"{resp.status_code // 100}xx")
