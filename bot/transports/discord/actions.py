@@ -43,6 +43,7 @@ THREADS = "discord:threads:{}"  # hub mission id -> {learner: thread id}
 PROGRESS_STEPS = {"queued": "⏳", "namespace": "🧱", "control-plane": "🛰️", "api": "🔌",
                   "ready": "✅", "failed": "❌", "waiting": "🕒"}  # fmt: skip
 OOPS = "Something went wrong aboard the station. Try again in a moment."
+NOT_READY = "Your station cluster is not ready yet. Start or join a mission and wait for the ✅."
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 
@@ -449,8 +450,7 @@ class Actions:
             return
         record = await self.store.get_sandbox(learner)
         if record is None or record.phase != "ready":
-            await self._say(interaction, "Your station cluster is not ready yet. Start or join a "
-                            "mission and wait for the ✅.")  # fmt: skip
+            await self._say(interaction, NOT_READY)
             return
         try:
             text = await self.backend.kubeconfig_for(learner)
@@ -481,8 +481,7 @@ class Actions:
                                  with_terminal=False)  # fmt: skip
             record = await self.store.get_sandbox(learner)
         if record is None or record.phase != "ready":
-            await self._say(interaction, "Your station cluster is not ready yet. Start or join a "
-                            "mission and wait for the ✅.")  # fmt: skip
+            await self._say(interaction, NOT_READY)
             return
         try:
             url = await self.web_terminal.link_for(learner)
