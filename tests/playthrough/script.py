@@ -34,7 +34,7 @@ _FENCE = re.compile(r"```(\w*)[^\n]*\n(.*?)```", re.S)
 class Step:
     argv: tuple[str, ...]  # kubectl's arguments
     line: str  # as the chapter shows it
-    settle_first: bool = False  # let the cluster settle before this step (a session's end)
+    settle_first: bool = False  # let the cluster settle first (a session's end; a log read)
 
     @property
     def mutating(self) -> bool:
@@ -81,10 +81,17 @@ class LearnerPath:
         return replace(self, steps=[*self.steps, *(_parse(line) for line in lines)])
 
 
+def _step(argv: list[str] | tuple[str, ...], line: str) -> Step:
+    """``kubectl logs`` reads a running container's output: a learner who is told the
+    container "is waiting to start" waits and types it again, so the step waits for the
+    cluster to settle first."""
+    return Step(tuple(argv), line, settle_first=bool(argv) and argv[0] == "logs")
+
+
 def _parse(line: str) -> Step:
     argv = shlex.split(line, comments=True)
     assert argv and argv[0] == "kubectl", line
-    return Step(tuple(argv[1:]), line)
+    return _step(argv[1:], line)
 
 
 def _adapt(argv: list[str]) -> tuple[list[str] | None, str]:
@@ -155,7 +162,7 @@ def learner_path(course: Course, number: int) -> LearnerPath:
                     continue
                 if why:
                     skipped.append((line, why))
-                steps.extend(_interactive(runnable, line) or [Step(tuple(runnable), line)])
+                steps.extend(_interactive(runnable, line) or [_step(runnable, line)])
         elif lang in ("yaml", "yml"):
             screen.extend(d for d in yaml.safe_load_all(body) if isinstance(d, dict))
     # A file is shown when the screen holds every object in it, as it is in the file.
