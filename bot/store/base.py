@@ -149,3 +149,23 @@ class Store(Protocol):
     async def remove_waiting(self, learner_id: str) -> None: ...
 
     async def waitlist(self, guild: str | None = None) -> list[WaitlistEntry]: ...
+
+    # --- terminal links -------------------------------------------------------------------
+
+    async def spend_link(self, digest: str, expires: float, now: float) -> bool:
+        """Mark a link spent (by a digest, never the token); False when it was spent already.
+        Rows past their expiry are deleted on the way (an expired link is refused anyway)."""
+        ...
+
+    async def save_terminal_session(
+        self, digest: str, learner_id: str, generation: str, opened: float
+    ) -> None:
+        """Keep a browser terminal session (by a digest of its cookie) while its sandbox
+        generation lives; sessions of a generation that is gone are deleted on the way."""
+        ...
+
+    async def terminal_session(self, digest: str) -> tuple[str, str, float] | None:
+        """(learner, generation, opened) of a kept session."""
+        ...
+
+    async def drop_terminal_session(self, digest: str) -> None: ...

@@ -145,4 +145,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE sandboxes ADD COLUMN host TEXT NOT NULL DEFAULT '';
     CREATE INDEX sandboxes_by_host ON sandboxes(host, phase);
     """,
+    # 6 (browser terminal): spent single-use links, by a hash of their nonce, until they expire;
+    # open terminal sessions, by a hash of their cookie, while their sandbox generation lives
+    """
+    CREATE TABLE spent_links (
+        digest TEXT PRIMARY KEY,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX spent_links_by_expiry ON spent_links(expires);
+    CREATE TABLE terminal_sessions (
+        digest TEXT PRIMARY KEY,
+        learner_id TEXT NOT NULL,
+        generation TEXT NOT NULL,
+        opened REAL NOT NULL
+    );
+    CREATE INDEX terminal_sessions_by_learner ON terminal_sessions(learner_id);
+    """,
 ]

@@ -639,3 +639,38 @@ class SQLiteStore:
                 (guild,),
             )
         return [WaitlistEntry(r["learner_id"], r["guild"], r["since"]) for r in rows]
+
+    # --- terminal links -----------------------------------------------------------------
+
+    async def spend_link(self, digest: str, expires: float, now: float) -> bool:
+        async with self.unit():
+            await self.conn.execute("DELETE FROM spent_links WHERE expires <= ?", (now,))
+            cur = await self.conn.execute(
+                "INSERT OR IGNORE INTO spent_links(digest, expires) VALUES (?, ?)", (digest, expires)
+            )
+            return cur.rowcount == 1
+
+    async def save_terminal_session(
+        self, digest: str, learner_id: str, generation: str, opened: float
+    ) -> None:
+        async with self.unit():
+            await self.conn.execute(
+                "DELETE FROM terminal_sessions WHERE NOT EXISTS (SELECT 1 FROM sandboxes s"
+                " WHERE s.learner_id = terminal_sessions.learner_id"
+                " AND s.name = terminal_sessions.generation)"
+            )
+            await self.conn.execute(
+                "INSERT OR REPLACE INTO terminal_sessions(digest, learner_id, generation, opened)"
+                " VALUES (?, ?, ?, ?)",
+                (digest, learner_id, generation, opened),
+            )
+
+    async def terminal_session(self, digest: str) -> tuple[str, str, float] | None:
+        row = await self._one(
+            "SELECT learner_id, generation, opened FROM terminal_sessions WHERE digest = ?",
+            (digest,),
+        )
+        return (row["learner_id"], row["generation"], row["opened"]) if row else None
+
+    async def drop_terminal_session(self, digest: str) -> None:
+        await self._write("DELETE FROM terminal_sessions WHERE digest = ?", (digest,))

@@ -9,7 +9,9 @@ Mounted on the bot's existing aiohttp server (:class:`bot.ops.health.HealthServe
 
 The session cookie (HttpOnly, SameSite=Strict, Secure behind TLS) names a session that lasts
 while the sandbox generation it was opened for exists: a reset or delete ends it, a pause only
-interrupts it. Anything refused gets a 403 page saying how to get a new link (``/terminal``).
+interrupts it, and a restart of the bot neither (sessions are kept in the store by a digest of
+the cookie, :class:`TerminalSessions`). Anything refused gets a 403 page saying how to get a new
+link (``/terminal``).
 
 Browser ⇄ bot frames: binary = terminal bytes both ways; text = JSON control, from the page
 ``{"t": "resize", "cols": c, "rows": r}``, from the bot ``{"t": "status", "state": s, "line": l}``
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import html
 import json
 import logging
@@ -74,6 +77,22 @@ class TerminalSession:
     opened: float
 
 
+class TerminalSessions(Protocol):
+    """Where sessions outlive a restart (the bot's store: ``bot.store.sqlite``). Only a digest
+    of the cookie is kept: a copy of the database opens no terminal."""
+
+    async def save_terminal_session(self, digest: str, learner_id: str, generation: str,
+                                    opened: float) -> None: ...  # fmt: skip
+
+    async def terminal_session(self, digest: str) -> tuple[str, str, float] | None: ...
+
+    async def drop_terminal_session(self, digest: str) -> None: ...
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(b"kepler-station/terminal-session/v1\x00" + session_id.encode()).hexdigest()
+
+
 @dataclass(eq=False)
 class _Bridge:
     session: TerminalSession
@@ -118,7 +137,9 @@ class TerminalWeb:
         clock: Callable[[], float] = time.monotonic,
         on_activity: Callable[[str], Awaitable[object]] | None = None,
         reap_every: float = 60.0,
+        kept: TerminalSessions | None = None,
     ):
+        """``kept``: where sessions survive a restart (None: in this process only)."""
         self.signer = signer
         self.workbenches = workbenches
         self.base_url = base_url.rstrip("/")
@@ -126,7 +147,8 @@ class TerminalWeb:
         self.clock = clock
         self.on_activity = on_activity
         self.reap_every = reap_every
-        self.sessions: dict[str, TerminalSession] = {}
+        self.sessions: dict[str, TerminalSession] = {}  # this process's; ``kept`` has them all
+        self.kept = kept
         self._bridges: set[_Bridge] = set()
         self._active: dict[str, float] = {}  # learner -> last activity report
         self._http: aiohttp.ClientSession | None = None
@@ -215,13 +237,16 @@ class TerminalWeb:
         if wb.generation != claims.generation:
             return self._forbidden("stale")
         try:
-            self.signer.redeem(request.match_info["token"])
+            await self.signer.redeem(request.match_info["token"])
         except LinkRejected as exc:
             return self._forbidden(exc.reason)
         self._prune()
         session = TerminalSession(secrets.token_urlsafe(32), claims.learner, claims.generation,
                                   time.time())  # fmt: skip
         self.sessions[session.id] = session
+        if self.kept is not None:
+            await self.kept.save_terminal_session(_digest(session.id), session.learner,
+                                                  session.generation, session.opened)  # fmt: skip
         resp = web.Response(status=303, headers={"Location": "/terminal/"})
         resp.set_cookie(COOKIE, session.id, path="/terminal/", httponly=True, samesite="Strict",
                         secure=self._secure(request))  # fmt: skip
@@ -238,11 +263,24 @@ class TerminalWeb:
             for sid, _ in sorted(self.sessions.items(), key=lambda kv: kv[1].opened)[:-keep]:
                 self.sessions.pop(sid, None)
 
-    def _session(self, request: web.Request) -> TerminalSession | None:
-        return self.sessions.get(request.cookies.get(COOKIE, ""))
+    async def _session(self, request: web.Request) -> TerminalSession | None:
+        """The cookie's session: this process's, or one kept from before a restart."""
+        sid = request.cookies.get(COOKIE, "")
+        session = self.sessions.get(sid)
+        if session is None and sid and self.kept is not None:
+            row = await self.kept.terminal_session(_digest(sid))
+            if row is not None:
+                session = self.sessions[sid] = TerminalSession(sid, *row)
+        return session
+
+    async def _forget(self, session: TerminalSession) -> None:
+        """The session's sandbox generation is gone: so is the session."""
+        self.sessions.pop(session.id, None)
+        if self.kept is not None:
+            await self.kept.drop_terminal_session(_digest(session.id))
 
     async def _page(self, request: web.Request) -> web.StreamResponse:
-        if self._session(request) is None:
+        if await self._session(request) is None:
             return self._forbidden("session")
         resp = web.Response(text=(STATIC / "terminal.html").read_text(encoding="utf-8"),
                             content_type="text/html")  # fmt: skip
@@ -252,7 +290,7 @@ class TerminalWeb:
     # --- the bridge ---------------------------------------------------------------------------
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
-        session = self._session(request)
+        session = await self._session(request)
         if session is None:
             return self._forbidden("session")
         origin = request.headers.get("Origin")
@@ -299,7 +337,7 @@ class TerminalWeb:
         session = bridge.session
         wb = await self.workbenches.find(session.learner)
         if wb.phase == "gone" or wb.generation != session.generation:
-            self.sessions.pop(session.id, None)
+            await self._forget(session)
             await self._end(bridge, "ended")
             return
         if wb.phase != "ready":
@@ -326,7 +364,7 @@ class TerminalWeb:
         # The exec ended by itself: the shell exited, or the pod went away (pause, reset).
         wb = await self.workbenches.find(session.learner)
         if wb.phase == "gone" or wb.generation != session.generation:
-            self.sessions.pop(session.id, None)
+            await self._forget(session)
             await self._end(bridge, "ended")
         elif wb.phase == "ready" and self._exited(bridge.exec):
             await self._end(bridge, "exited")

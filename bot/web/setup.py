@@ -32,5 +32,6 @@ def build_terminal(settings: Any, store: Any, manager: Any, backend: Any) -> Ter
         log.warning("the browser terminal needs the vcluster backend; it stays off")
         return None
     base = settings.public_url or f"http://localhost:{settings.health_port}"
-    return TerminalWeb(LinkSigner(settings.web_secret), HostWorkbenches(store, configs),
-                       base_url=base, on_activity=manager.touch)  # fmt: skip
+    signer = LinkSigner(settings.web_secret, spent=store)  # spent links outlive a restart
+    return TerminalWeb(signer, HostWorkbenches(store, configs),
+                       base_url=base, on_activity=manager.touch, kept=store)  # fmt: skip

@@ -4,7 +4,10 @@ A link token is ``base64url(claims JSON) "." base64url(HMAC-SHA256)`` under the 
 ``KEPLER_WEB_SECRET``. The claims bind it to one learner and one sandbox *generation* (the host
 namespace: a reset makes a new one, so old links die with the old sandbox), carry a random
 nonce, and an expiry ten minutes after issue. Opening a link spends its nonce; a second
-opening (a replay, or a link copied out of someone's history) is refused.
+opening (a replay, or a link copied out of someone's history) is refused. Spent nonces are kept
+by a :class:`SpentLinks` until they expire: ``kepler serve`` hands the bot's store
+(``SQLiteStore.spend_link``), so a restart inside the ten minutes does not reopen a spent link.
+Only a SHA-256 digest of the nonce is kept, never the token: the digest opens nothing.
 
 Nothing here knows of HTTP or Kubernetes: :mod:`bot.web.server` turns a rejection into a 403
 page.
@@ -20,7 +23,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 LINK_TTL = 600.0  # a link must be opened within ten minutes
 _DOMAIN = b"kepler-station/terminal-link/v1\x00"  # the key signs nothing else
@@ -43,6 +46,33 @@ class LinkClaims:
     nonce: str
     expires: float
 
+    @property
+    def digest(self) -> str:
+        """What is remembered of a spent link: a hash of its nonce (it cannot rebuild the token)."""
+        return hashlib.sha256(_DOMAIN + self.nonce.encode()).hexdigest()
+
+
+class SpentLinks(Protocol):
+    """Where spent links are remembered (the bot's store: ``bot.store.sqlite``)."""
+
+    async def spend_link(self, digest: str, expires: float, now: float) -> bool:
+        """Spend ``digest`` until ``expires``; False when it was spent already."""
+        ...
+
+
+class MemorySpentLinks:
+    """Spent links in this process only (forgotten on restart): for bots without a store."""
+
+    def __init__(self) -> None:
+        self._spent: dict[str, float] = {}  # digest -> expiry
+
+    async def spend_link(self, digest: str, expires: float, now: float) -> bool:
+        self._spent = {d: e for d, e in self._spent.items() if e > now}
+        if digest in self._spent:
+            return False
+        self._spent[digest] = expires
+        return True
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -53,10 +83,15 @@ def _unb64(text: str) -> bytes:
 
 
 class LinkSigner:
-    """Issues and verifies link tokens; remembers spent nonces until they would expire anyway."""
+    """Issues and verifies link tokens; ``spent`` remembers opened ones until they expire."""
 
     def __init__(
-        self, secret: str | bytes, *, ttl: float = LINK_TTL, clock: Callable[[], float] = time.time
+        self,
+        secret: str | bytes,
+        *,
+        ttl: float = LINK_TTL,
+        clock: Callable[[], float] = time.time,
+        spent: SpentLinks | None = None,
     ):
         key = secret.encode() if isinstance(secret, str) else secret
         if len(key) < 16:
@@ -64,7 +99,7 @@ class LinkSigner:
         self._key = hashlib.sha256(_DOMAIN + key).digest()
         self.ttl = ttl
         self.clock = clock
-        self._spent: dict[str, float] = {}  # nonce -> expiry
+        self.spent: SpentLinks = spent if spent is not None else MemorySpentLinks()
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()
@@ -93,12 +128,9 @@ class LinkSigner:
             raise LinkRejected("expired")
         return claims
 
-    def redeem(self, token: str) -> LinkClaims:
+    async def redeem(self, token: str) -> LinkClaims:
         """Verify and spend: the first call succeeds, every later one is a replay."""
         claims = self.verify(token)
-        now = self.clock()
-        self._spent = {n: e for n, e in self._spent.items() if e > now}
-        if claims.nonce in self._spent:
+        if not await self.spent.spend_link(claims.digest, claims.expires, self.clock()):
             raise LinkRejected("used")
-        self._spent[claims.nonce] = claims.expires
         return claims

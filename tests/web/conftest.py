@@ -118,16 +118,16 @@ async def make_world(emu: KubeEmulator, tmp: Path, protocols: tuple[str, ...] = 
     write_mounts(emu, etc)
     endpoint = await ExecEndpoint(HOST_TOKEN, {ETC: str(etc)}, protocols).start()
     clock = Clock()
-    signer = LinkSigner(SECRET, clock=clock)
     activity: list[str] = []
 
     async def on_activity(learner: str) -> None:
         activity.append(learner)
 
     async with SQLiteStore(tmp / "kepler.db") as store:
+        signer = LinkSigner(SECRET, clock=clock, spent=store)  # as ``kepler serve`` wires it
         web = TerminalWeb(signer, HostWorkbenches(store, {"": host_config(endpoint.url)}),
                           base_url=base_url or "http://127.0.0.1", clock=clock,
-                          on_activity=on_activity, reap_every=0)  # fmt: skip
+                          on_activity=on_activity, reap_every=0, kept=store)  # fmt: skip
         server = await HealthServer(HealthRegistry(), host="127.0.0.1", port=0,
                                     mounts=[web.mount]).start()  # fmt: skip
         base = f"http://127.0.0.1:{server.port}"
