@@ -38,6 +38,7 @@ from typing import Literal, Protocol
 import aiohttp
 from aiohttp import web
 
+from bot.core.presence import PresenceListener
 from bot.web.kexec import ExecFailed, ExecStream, ExecTarget, open_exec
 from bot.web.tokens import LinkRejected, LinkSigner
 
@@ -151,6 +152,8 @@ class TerminalWeb:
         self.kept = kept
         self._bridges: set[_Bridge] = set()
         self._active: dict[str, float] = {}  # learner -> last activity report
+        self._watchers: list[PresenceListener] = []
+        self._told: set[str] = set()  # learners the watchers last heard as connected
         self._http: aiohttp.ClientSession | None = None
         self._reaper: asyncio.Task[None] | None = None
 
@@ -170,6 +173,25 @@ class TerminalWeb:
             if bridge.exec is not None and not bridge.closing:
                 out[bridge.session.learner] = out.get(bridge.session.learner, 0) + 1
         return out
+
+    def watch(self, listener: PresenceListener) -> Callable[[], None]:
+        """Tell ``listener`` whenever a learner's terminal connects or disconnects
+        (:class:`bot.core.presence.TerminalPresence`; the Discord crew board listens)."""
+        self._watchers.append(listener)
+        return lambda: self._watchers.remove(listener) if listener in self._watchers else None
+
+    def _presence(self, learner: str) -> None:
+        """Tell the watchers if ``learner`` went from no terminal to one, or back."""
+        now = any(b.session.learner == learner and b.exec is not None and not b.closing
+                  for b in self._bridges)  # fmt: skip
+        if now == (learner in self._told):
+            return
+        (self._told.add if now else self._told.discard)(learner)
+        for listener in list(self._watchers):
+            try:
+                listener(learner)
+            except Exception:
+                log.exception("terminal presence listener failed")
 
     # --- the app ----------------------------------------------------------------------------
 
@@ -304,6 +326,7 @@ class TerminalWeb:
             await self._serve(bridge)
         finally:
             self._bridges.discard(bridge)
+            self._presence(session.learner)
             await self._close_exec(bridge)
             if not ws.closed:
                 await ws.close(code=bridge.code)
@@ -324,6 +347,7 @@ class TerminalWeb:
         (only the handler's task reads the browser socket, so only it closes it)."""
         if not bridge.closing:
             bridge.closing, bridge.code = state, code
+            self._presence(bridge.session.learner)
         await self._status(bridge, state)
         await self._close_exec(bridge)
 
@@ -351,6 +375,7 @@ class TerminalWeb:
             await self._end(bridge, "starting")
             return
         await self._status(bridge, "connected")
+        self._presence(session.learner)
         await self._activity(session.learner)
         upstream = asyncio.create_task(self._pump_up(bridge))
         try:

@@ -28,6 +28,8 @@ from bot.transports.discord.actions import Actions
 from bot.transports.discord.client import KeplerBot
 from bot.transports.discord.commands import KeplerCommands
 from bot.transports.discord.invalid import InvalidRequests
+from bot.transports.discord.liveboard import DELAY as BOARD_DELAY
+from bot.transports.discord.liveboard import LiveBoard
 from bot.transports.discord.pacing import Pacer
 from bot.transports.discord.secrets import SecretBox
 from bot.transports.discord.transport import DiscordTransport, user_id_of
@@ -59,6 +61,7 @@ class App:
         pacer: Pacer | None = None,
         invalid: InvalidRequests | None = None,
         terminal: Any = None,
+        board_delay: float = BOARD_DELAY,
     ):
         self.bot = bot
         self.store = store
@@ -80,6 +83,9 @@ class App:
             public_url=public_url, terminal=terminal,
         )  # fmt: skip
         self.commands = KeplerCommands(self.actions, store)
+        # the crew board follows terminals live (bot.core.presence: web → board, one way)
+        self.live_board = LiveBoard(self.transport, store, delay=board_delay)
+        self._unwatch = terminal.watch(self.live_board.changed) if terminal is not None else None
         self._loops: list[asyncio.Task[Any]] = []
         self._work: set[asyncio.Task[Any]] = set()
         self.live = (
@@ -133,6 +139,9 @@ class App:
         await asyncio.gather(*self._loops, return_exceptions=True)
         if self.live is not None:
             await self.live.close()
+        if self._unwatch is not None:
+            self._unwatch()
+        await self.live_board.aclose()
         if self._work:
             _done, pending = await asyncio.wait(list(self._work), timeout=GRACE)
             for task in pending:

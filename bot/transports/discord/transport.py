@@ -5,7 +5,9 @@ its threads, via ``thread=``) each character speaks through the channel's one we
 their own name and avatar; in DMs, or without a webhook (no Manage Webhooks, or 15 webhooks
 already), they speak as embeds with name and icon, and the server's owner is told once which
 permission is missing. Boards and progress messages are edited in place (message ids in the
-store). Nothing generated mentions anyone.
+store). With browser terminals on, the crew board's rows are kept too, so the board can be
+redrawn when a member's terminal connects or disconnects (:meth:`DiscordTransport.redraw_board`,
+driven by ``liveboard.py``). Nothing generated mentions anyone.
 
 Idempotence: every outbox message has a stable ``key``. Bot messages carry it as the
 ``nonce`` (discord.py sets ``enforce_nonce``), so Discord drops a re-send after a crash;
@@ -15,6 +17,8 @@ on re-delivery.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SENT = "discord:sent"  # key (or key.piece) -> message id
 PINNED = "discord:pinned"  # "<address key>:<kind>" -> message id edited in place
+BOARD_ROWS = "discord:board"  # "<address key>:board" -> the rows of the board shown there
 GUILD = "discord:guild:{}"
 STREAM_INTERVAL = 1.0
 
@@ -93,6 +98,8 @@ class DiscordTransport:
         self.pacer = pacer or Pacer()
         self.moments = Moments(store)
         self.connected = connected
+        self._boards: dict[str, str] = {}  # board slot -> the text it shows (this process)
+        self._board_locks: dict[str, asyncio.Lock] = {}
 
     # --- Transport ----------------------------------------------------------------------
 
@@ -108,8 +115,8 @@ class DiscordTransport:
         else:
             channel = await self.channel(address)
             if message.kind == "board" and self.connected is not None:
-                message = with_terminals(message, self.connected())
-            if message.kind in ("board", "progress"):
+                await self._show_board(channel, address, message, key)
+            elif message.kind in ("board", "progress"):
                 await self._edit_in_place(channel, address, message, key)
             else:
                 await self._post(channel, address, message, key)
@@ -367,6 +374,49 @@ class DiscordTransport:
             content=piece.content, embed=piece.embed, nonce=key, allowed_mentions=NO_MENTIONS
         )
         await self.store.set_setting(PINNED, slot, str(msg.id))
+
+    # --- the crew board with terminals --------------------------------------------------
+
+    async def _show_board(self, channel: Any, address: Address, message: Outgoing, key: str) -> None:
+        """The engine's board, with connected terminals marked; its rows are kept for redraws."""
+        assert self.connected is not None
+        slot = f"{address.key}:board"
+        async with self._board_locks.setdefault(slot, asyncio.Lock()):
+            rows = message.data.get("members") or []
+            await self.store.set_setting(BOARD_ROWS, slot, json.dumps(rows))
+            message = with_terminals(message, self.connected())
+            await self._edit_in_place(channel, address, message, key)
+            self._boards[slot] = message.text
+
+    async def redraw_board(self, address: Address) -> bool:
+        """Edit the board last shown at ``address`` to mark who has a terminal connected now.
+
+        Only an edit (no new post, nothing when the text would not change), paced like posts to
+        the channel. False when nothing was edited (no board there, or unchanged)."""
+        if self.connected is None:
+            return False
+        slot = f"{address.key}:board"
+        async with self._board_locks.setdefault(slot, asyncio.Lock()):
+            rows_json = await self.store.get_setting(BOARD_ROWS, slot)
+            pinned = await self.store.get_setting(PINNED, slot)
+            if not rows_json or not pinned:
+                return False
+            rows = json.loads(rows_json)
+            text = board_text(rows, self.connected())
+            if self._boards.get(slot) == text:
+                return False
+            board = Outgoing(kind="board", text=text, data={"members": rows})
+            [piece] = render(board, self.course, persona_mode=False, public_url=self.public_url)[:1]
+            channel = await self.channel(address)
+            await self.pacer.wait(channel.id)
+            try:
+                await channel.get_partial_message(int(pinned)).edit(
+                    content=piece.content, embed=piece.embed, allowed_mentions=NO_MENTIONS
+                )
+            except discord.NotFound:
+                return False  # deleted: the engine's next board posts a new one
+            self._boards[slot] = text
+            return True
 
     async def _deliver_private(self, message: Outgoing, key: str) -> None:
         """A message for one member of a crew: to their DMs, never to the channel."""
