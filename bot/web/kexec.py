@@ -22,6 +22,7 @@ V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
 PROTOCOLS = (V5, V4)
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+_STDIN = bytes([STDIN])
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class ExecStream:
         return self.ws.closed
 
     async def send_stdin(self, data: bytes) -> None:
-        await self.ws.send_bytes(bytes([STDIN]) + data)
+        await self.ws.send_bytes(_STDIN + data)
 
     async def resize(self, cols: int, rows: int) -> None:
         await self.ws.send_bytes(bytes([RESIZE]) + json.dumps(
@@ -77,16 +78,20 @@ class ExecStream:
 
     async def output(self) -> AsyncIterator[bytes]:
         """stdout and stderr bytes until the session ends (the Status lands in :attr:`status`)."""
+        binary = aiohttp.WSMsgType.BINARY
         async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+            data = msg.data
+            if msg.type != binary or not data:
                 if msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                     break
                 continue
-            channel, payload = msg.data[0], msg.data[1:]
+            channel = data[0]
             if channel in (STDOUT, STDERR):
-                if payload:
-                    yield payload
-            elif channel == ERROR and payload:
+                if len(data) > 1:
+                    yield data[1:]
+                continue
+            payload = data[1:]
+            if channel == ERROR and payload:
                 try:
                     self.status = json.loads(payload)
                 except ValueError:

@@ -318,7 +318,9 @@ class TerminalWeb:
         origin = request.headers.get("Origin")
         if origin is not None and origin.rstrip("/") not in self._origins(request):
             return self._forbidden("session")  # another site's page may not drive the terminal
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1024 * 1024)
+        # No permessage-deflate (browsers offer it): a keystroke frame is a few bytes, and zlib
+        # on each one, both ways, cost more CPU than it saved bytes (bench/terminals.py).
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1024 * 1024, compress=False)
         await ws.prepare(request)
         bridge = _Bridge(session, ws, self.clock())
         self._bridges.add(bridge)
@@ -409,25 +411,31 @@ class TerminalWeb:
         return bool(codes) and str(codes[0]).isdigit() and int(codes[0]) < 128
 
     async def _pump_down(self, bridge: _Bridge) -> None:
-        """Workbench → browser."""
+        """Workbench → browser. The hot path: no logging, no per-frame work but the send."""
         assert bridge.exec is not None
+        browser = bridge.browser
         async for data in bridge.exec.output():
-            if bridge.browser.closed:
+            if browser.closed:
                 return
             try:
-                await bridge.browser.send_bytes(data)
+                await browser.send_bytes(data)
             except (ConnectionError, RuntimeError):
                 return
 
     async def _pump_up(self, bridge: _Bridge) -> None:
-        """Browser → workbench; when the tab goes, the exec session goes with it."""
-        assert bridge.exec is not None
+        """Browser → workbench; when the tab goes, the exec session goes with it. The hot path:
+        a keystroke is one send; the activity report is a clock comparison except once a minute."""
+        stream = bridge.exec
+        assert stream is not None
+        learner, active = bridge.session.learner, self._active
+        binary, text = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
         async for msg in bridge.browser:
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                bridge.last_input = self.clock()
-                await bridge.exec.send_stdin(msg.data)
-                await self._activity(bridge.session.learner)
-            elif msg.type == aiohttp.WSMsgType.TEXT:
+            if msg.type == binary:
+                now = bridge.last_input = self.clock()
+                await stream.send_stdin(msg.data)
+                if now - active.get(learner, float("-inf")) >= ACTIVITY_EVERY:
+                    await self._activity(learner)
+            elif msg.type == text:
                 await self._control(bridge, msg.data)
         await bridge.exec.close()  # tab closed: end the shell now, not at the next heartbeat
 

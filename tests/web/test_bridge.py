@@ -217,3 +217,20 @@ async def test_exec_client_speaks_to_the_endpoint_directly(world: World) -> None
         assert [chunk async for chunk in stream.output()] == []
         assert stream.status is not None and stream.status["reason"] == "NonZeroExitCode"
         await stream.close()
+
+
+async def test_the_bridge_declines_permessage_deflate(world: World, http: aiohttp.ClientSession) -> None:
+    """Browsers offer compression; a keystroke frame is a few bytes, so zlib on each one (both
+    ways) costs the bot CPU for nothing (bench/terminals.py measured it): the bot declines."""
+    await world.add_learner("discord:1", "kepler-zz")
+    async with http.get(await world.link("discord:1"), allow_redirects=False) as resp:
+        assert resp.status == 303
+    ws = await http.ws_connect(world.base + "/terminal/ws", compress=15)
+    assert ws.compress == 0  # offered, not accepted
+    await ws.send_bytes(b"echo pl''ain\r")
+    screen = ""
+    while "plain" not in screen:
+        msg = await asyncio.wait_for(ws.receive(), 30)
+        assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
+        screen += msg.data.decode(errors="replace") if isinstance(msg.data, bytes) else msg.data
+    await ws.close()
