@@ -14,18 +14,30 @@ Three processes, all on 127.0.0.1:
 * the **browsers** (this process): N WebSocket clients that open their link, then every second
   type a 16-character command one key at a time (30 ms apart, a fast typist) and Enter.
 
+The browsers offer permessage-deflate as real browsers do (``--no-deflate`` not to); the bot's
+store keeps spent links and sessions as ``kepler serve``'s does.
+
 Reported: the bot's CPU share of one core over the typing window, and the keystroke echo
 latency (key sent by the client → its echo back at the client) p50/p95/p99/max. Every
-connection's echoes are matched to its keys in order.
+connection's echoes are matched to its keys in order. Beside them, how late the bot's and the
+browsers' own event loops ran their timers (``bot_loop_lag_ms``, ``browsers_loop_lag_ms``): on
+a loaded machine the echo latency is mostly this wait for a CPU, in every process on the path,
+and when the browsers' lag is as large as the bot's the harness is starving too. Note the load
+average (``load_average_1m``, before and after) with every figure.
+
+    uv run python bench/terminals.py --terminals 100 --seconds 30 --seed 3
+    uv run python bench/terminals.py --terminals 20 --seconds 15 --profile /tmp/bot.pstats
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import random
+import signal
 import statistics
 import string
 import subprocess
@@ -89,7 +101,7 @@ async def inline_echo_endpoint() -> int:
     return int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
 
-async def run_bot(n: int, endpoint: str, db: Path) -> None:
+async def run_bot(n: int, endpoint: str, db: Path, profile: str = "") -> None:
     from kubernetes import client
 
     from bot.ops.health import HealthRegistry, HealthServer
@@ -118,13 +130,64 @@ async def run_bot(n: int, endpoint: str, db: Path) -> None:
         for i in range(n):
             await store.save_sandbox(SandboxRecord(f"bench:{i}", "vcluster", f"kepler-bench-{i}",
                                                    "ready", now, now))  # fmt: skip
-        web = TerminalWeb(LinkSigner(SECRET), CatWorkbenches(store, {"": cfg}),
-                          base_url="http://127.0.0.1")  # fmt: skip
+        web = TerminalWeb(LinkSigner(SECRET, spent=store), CatWorkbenches(store, {"": cfg}),
+                          base_url="http://127.0.0.1", kept=store)  # fmt: skip
         server = await HealthServer(HealthRegistry(), host="127.0.0.1", port=0,
                                     mounts=[web.mount]).start()  # fmt: skip
         links = [await web.link_for(f"bench:{i}") for i in range(n)]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        lag = LagProbe()
+        loop.add_signal_handler(signal.SIGUSR1, lag.start)  # the measured window opens ...
+        loop.add_signal_handler(signal.SIGUSR2, lambda: lag.stop(db.parent / "bot-lag.json"))
+        probe = asyncio.create_task(lag.run())
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
         print(json.dumps({"port": server.port, "links": links}), flush=True)
-        await asyncio.Event().wait()
+        await stop.wait()
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        probe.cancel()
+        await server.stop()
+        await web.aclose()
+
+
+class LagProbe:
+    """How late this process's event loop runs a 20 ms timer: the wait any ready frame has on
+    top of its own work (run queue and loop). 50 wakeups a second, a negligible share of CPU."""
+
+    EVERY = 0.02
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.recording = False
+
+    def start(self) -> None:
+        self.samples, self.recording = [], True
+
+    def stop(self, out: Path) -> None:
+        self.recording = False
+        out.write_text(json.dumps(percentiles(self.samples)))
+
+    async def run(self) -> None:
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(self.EVERY)
+            if self.recording:
+                self.samples.append(time.perf_counter() - began - self.EVERY)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max in ms."""
+    lat = sorted(samples) or [0.0]
+
+    def pct(p: float) -> float:
+        return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1)
+
+    return {"p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": round(lat[-1] * 1000, 1)}
 
 
 # --- the browsers ----------------------------------------------------------------------------
@@ -135,6 +198,7 @@ class Terminal:
         self.ws = ws
         self.pending: list[tuple[str, float]] = []  # (key, sent at) awaiting their echo
         self.latencies: list[float] = []
+        self.lateness: list[float] = []  # this process's own timer lateness (harness starving?)
         self.measuring = False
 
     async def reader(self) -> None:
@@ -157,13 +221,17 @@ class Terminal:
             for ch in "".join(rng.choice(string.ascii_lowercase) for _ in range(16)):
                 self.pending.append((ch, time.perf_counter()))
                 await self.ws.send_bytes(ch.encode())
+                slept = time.perf_counter()
                 await asyncio.sleep(0.03)
+                if self.measuring:
+                    self.lateness.append(time.perf_counter() - slept - 0.03)
             await self.ws.send_bytes(b"\r")  # echoed as "\r\n"; not a measured key
             await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - began)))
 
 
-async def browsers(base: str, links: list[str], seconds: float, warmup: float,
-                   bot_pid: int, endpoint_pid: int) -> dict[str, Any]:  # fmt: skip
+async def browsers(base: str, links: list[str], seconds: float, warmup: float, bot_pid: int,
+                   endpoint_pid: int, deflate: bool = True, seed: int = 17,
+                   lag_file: Path | None = None) -> dict[str, Any]:  # fmt: skip
     import aiohttp
 
     terms: list[Terminal] = []
@@ -174,21 +242,26 @@ async def browsers(base: str, links: list[str], seconds: float, warmup: float,
         path = link.removeprefix("http://127.0.0.1")
         async with s.get(base + path, allow_redirects=False) as r:
             assert r.status == 303, r.status
-        terms.append(Terminal(await s.ws_connect(base + "/terminal/ws")))
+        # compress=15: offer permessage-deflate as every browser does (the bot may accept it)
+        terms.append(Terminal(await s.ws_connect(base + "/terminal/ws",
+                                                 compress=15 if deflate else 0)))  # fmt: skip
     readers = [asyncio.create_task(t.reader()) for t in terms]
-    rng = random.Random(17)
+    rng = random.Random(seed)
     stop = time.perf_counter() + warmup + seconds
     typists = [asyncio.create_task(t.typist(stop, random.Random(rng.random()))) for t in terms]
     await asyncio.sleep(warmup)
     for t in terms:
         t.measuring = True
+    os.kill(bot_pid, signal.SIGUSR1)  # the bot's loop-lag probe records from now
     cpu0, wall0 = cpu_seconds(bot_pid), time.perf_counter()
     end0, own0 = cpu_seconds(endpoint_pid), time.process_time()
     load0 = os.getloadavg()[0]
     await asyncio.gather(*typists)
     cpu1, wall1 = cpu_seconds(bot_pid), time.perf_counter()
     end1, own1 = cpu_seconds(endpoint_pid), time.process_time()
+    os.kill(bot_pid, signal.SIGUSR2)
     await asyncio.sleep(0.5)
+    bot_lag = json.loads(lag_file.read_text()) if lag_file and lag_file.exists() else None
     for t in terms:
         await t.ws.close()
     for r in readers:
@@ -212,6 +285,10 @@ async def browsers(base: str, links: list[str], seconds: float, warmup: float,
         "echo_ms": {"p50": round(pct(0.50), 1), "p95": round(pct(0.95), 1),
                     "p99": round(pct(0.99), 1), "max": round(lat[-1] * 1000, 1),
                     "mean": round(statistics.fmean(lat) * 1000, 1)},
+        # how late each process's own timers ran: the machine's wait, not the bridge's work
+        "bot_loop_lag_ms": bot_lag,
+        "browsers_loop_lag_ms": percentiles([x for t in terms for x in t.lateness]),
+        "seed": seed, "deflate_offered": deflate,
     }  # fmt: skip
 
 
@@ -233,6 +310,11 @@ def main() -> None:
     ap.add_argument("--echo", choices=["inline", "pty"], default="inline",
                     help="inline: the exec endpoint echoes in-process (the bridge alone); "
                          "pty: a real pseudo-terminal per session (adds the kernel's tty work)")
+    ap.add_argument("--no-deflate", action="store_true",
+                    help="browsers do not offer permessage-deflate (real browsers always do)")
+    ap.add_argument("--seed", type=int, default=17, help="the typists' keys and start offsets")
+    ap.add_argument("--profile", default="",
+                    help="write a cProfile of the bot process to this file (pstats format)")
     ap.add_argument("--role", choices=["endpoint", "bot"], help=argparse.SUPPRESS)
     ap.add_argument("--endpoint", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
@@ -241,16 +323,19 @@ def main() -> None:
         asyncio.run(run_endpoint(a.terminals, Path(a.dir), a.echo))
         return
     if a.role == "bot":
-        asyncio.run(run_bot(a.terminals, a.endpoint, Path(a.dir) / "bench.db"))
+        asyncio.run(run_bot(a.terminals, a.endpoint, Path(a.dir) / "bench.db", a.profile))
         return
     with tempfile.TemporaryDirectory(prefix="kepler-terminals-") as tmp:
         endpoint, info = spawn("--role", "endpoint", "--terminals", str(a.terminals), "--dir", tmp,
                                "--echo", a.echo)  # fmt: skip
         bot, binfo = spawn("--role", "bot", "--terminals", str(a.terminals), "--dir", tmp,
-                           "--endpoint", f"http://127.0.0.1:{info['port']}")  # fmt: skip
+                           "--endpoint", f"http://127.0.0.1:{info['port']}",
+                           "--profile", os.path.abspath(a.profile) if a.profile else "")  # fmt: skip
         try:
             result = asyncio.run(browsers(f"http://127.0.0.1:{binfo['port']}", binfo["links"],
-                                          a.seconds, a.warmup, bot.pid, endpoint.pid))  # fmt: skip
+                                          a.seconds, a.warmup, bot.pid, endpoint.pid,
+                                          not a.no_deflate, a.seed,
+                                          Path(tmp) / "bot-lag.json"))  # fmt: skip
             result["cores"] = os.cpu_count()
             result["echo"] = a.echo
             print(json.dumps(result, indent=2))
