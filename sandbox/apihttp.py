@@ -18,6 +18,7 @@ fresh one (GETs are idempotent). Watches keep their own connection for their who
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import ssl
@@ -25,6 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -79,6 +81,25 @@ def ssl_context(cfg: client.Configuration) -> ssl.SSLContext | None:
         _contexts.clear()
     _contexts[key] = ctx
     return ctx
+
+
+def identity(cfg: client.Configuration) -> str:
+    """A digest of where and as whom ``cfg`` connects: server, TLS settings, the contents of
+    its certificate files (loaders write them to new temporary files each time) and its
+    tokens. Two configurations with the same identity can share connections and watches."""
+    h = hashlib.sha256()
+    for part in (cfg.host, cfg.verify_ssl, getattr(cfg, "assert_hostname", None),
+                 getattr(cfg, "tls_server_name", None),
+                 sorted((cfg.api_key or {}).items()), sorted((cfg.api_key_prefix or {}).items()),
+                 cfg.username, cfg.password, cfg.refresh_api_key_hook is not None):
+        h.update(repr(part).encode() + b"\0")
+    for name in (cfg.ssl_ca_cert, cfg.cert_file, cfg.key_file):
+        try:
+            h.update(Path(name).read_bytes() if name else b"-")
+        except OSError:
+            h.update(f"unreadable {name}".encode())
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def auth_headers(cfg: client.Configuration) -> dict[str, str]:

@@ -34,7 +34,7 @@ from weakref import WeakValueDictionary
 
 from kubernetes import client
 
-from sandbox.apihttp import Observe
+from sandbox.apihttp import Observe, identity
 from sandbox.backends.base import SandboxBackend, SandboxError
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.errors import ClusterError, ClusterTimeout
@@ -85,6 +85,7 @@ class FactCheck(Protocol):
 class _Reader:
     reader: ClusterReader
     made: float
+    identity: str  # where and as whom it connects (sandbox.apihttp.identity)
     read: bool = False  # a read through this reader succeeded (its versions are known)
 
 
@@ -154,10 +155,18 @@ class ClusterService:
             if cached and time.monotonic() - cached.made < READER_TTL:
                 return cached.reader
             api = await self.backend.client_for(learner_id)
+            who = identity(api.configuration)
+            if cached and cached.identity == who:
+                # The same cluster and credentials: keep the reader, and with it the
+                # learner's open watches and kept connections (a new reader would restart
+                # every watch and handshake anew, for all learners every READER_TTL).
+                api.close()
+                cached.made = time.monotonic()
+                return cached.reader
             api.configuration.retries = False
             if self.instrument is not None:
                 self.instrument(api)
-            fresh = _Reader(ClusterReader(api), time.monotonic())
+            fresh = _Reader(ClusterReader(api), time.monotonic(), who)
             fresh.reader.observe = self.observe
             self._readers[learner_id] = fresh
             if cached:

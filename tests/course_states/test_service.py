@@ -277,3 +277,37 @@ async def test_reads_and_watches_are_counted_for_metrics(emu: KubeEmulator) -> N
                if ln.startswith("kepler_kube_requests_total{"))
     svc.forget(cluster)
     await svc.aclose()
+
+
+async def test_a_refreshed_client_with_the_same_credentials_keeps_reader_and_watches(
+        emu: KubeEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every READER_TTL the backend is asked for the learner's client again (a reset may
+    have rotated the token). The same server and credentials keep the reader, and with it the
+    open watches (no new request); a rotated token gets a new reader."""
+    import sandbox.service as service_module
+
+    station = S.after(2)
+    cluster = seed(emu, "same-credentials", station)
+    backend = EmulatedLearners(emu, {cluster: cluster})
+    svc = ClusterService(backend, timeout=5.0)
+    c = emu[cluster]
+    assert (await svc.evaluate(cluster, CH2, station.context())).all_passed
+    assert await svc.wait_for_change(cluster, 0.3) is False  # watching now
+    first, watch = await svc.reader(cluster), svc._watches[cluster]
+    monkeypatch.setattr(service_module, "READER_TTL", 0.0)  # every call refreshes the client
+    c.clear_requests()
+    assert (await svc.evaluate(cluster, CH2, station.context())).all_passed
+    assert await svc.reader(cluster) is first
+    assert await svc.wait_for_change(cluster, 0.3) is False
+    assert svc._watches[cluster] is watch  # not restarted
+    assert c.count(watch=True) == 0  # no watch request since (the reads were the check's)
+
+    c.token = "rotated-" + c.token  # a reset rotated the learner's token
+    backend.configs[cluster] = emu.kubeconfig_dict(cluster)
+    assert (await svc.evaluate(cluster, CH2, station.context())).all_passed
+    assert await svc.reader(cluster) is not first
+    await svc.wait_for_change(cluster, 0.3)  # returns at once or after the first read
+    await svc.wait_for_change(cluster, 0.3)
+    assert svc._watches[cluster] is not watch  # the watches follow the new credentials
+    svc.forget(cluster)
+    await svc.aclose()
