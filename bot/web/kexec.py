@@ -40,9 +40,10 @@ class ExecTarget:
     def url(self, tty: bool = True) -> str:
         query: list[tuple[str, str]] = [("container", self.container)]
         query += [("command", c) for c in self.command]
-        query += [("stdin", "true"), ("stdout", "true"), ("tty", "true" if tty else "false")]
-        if not tty:
-            query.append(("stderr", "true"))
+        if tty:  # a terminal: keystrokes in, one merged output stream out
+            query += [("stdin", "true"), ("stdout", "true"), ("tty", "true")]
+        else:  # a one-shot command (run_exec): no input, both output streams
+            query += [("stdout", "true"), ("stderr", "true"), ("tty", "false")]
         base = self.base_url.rstrip("/").replace("https://", "wss://", 1).replace(
             "http://", "ws://", 1)
         return (f"{base}/api/v1/namespaces/{self.namespace}/pods/{self.pod}/exec?"
@@ -114,11 +115,12 @@ async def open_exec(
     *,
     protocols: Sequence[str] = PROTOCOLS,
     timeout: float = 15.0,
+    tty: bool = True,
 ) -> ExecStream:
     """Connect; :class:`ExecFailed` with the HTTP status when the server says no."""
     try:
         ws = await asyncio.wait_for(session.ws_connect(
-            target.url(), protocols=tuple(protocols), headers=dict(target.headers),
+            target.url(tty), protocols=tuple(protocols), headers=dict(target.headers),
             ssl=target.ssl if target.ssl is not None else True, heartbeat=30.0,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
             max_msg_size=4 * 1024 * 1024, autoping=True,
@@ -131,3 +133,27 @@ async def open_exec(
         await ws.close()
         raise ExecFailed(f"the API server chose no exec protocol we speak ({ws.protocol})")
     return ExecStream(ws, ws.protocol)
+
+
+async def run_exec(session: aiohttp.ClientSession, target: ExecTarget, *,
+                   timeout: float = 30.0) -> bytes:  # fmt: skip
+    """Run ``target.command`` to its end without a terminal (stdin stays empty) and return its
+    output; :class:`ExecFailed` when it cannot start, fails, or outlasts ``timeout``."""
+    stream = await open_exec(session, target, tty=False, timeout=timeout)
+    out = bytearray()
+
+    async def read() -> None:
+        async for chunk in stream.output():
+            out.extend(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        raise ExecFailed("exec did not finish in time") from None
+    finally:
+        await stream.close()
+    status = stream.status or {}
+    if status.get("status") != "Success":
+        message = str(status.get("message") or "no exit status")
+        raise ExecFailed(f"exec failed: {message}: {bytes(out[-500:]).decode(errors='replace')}")
+    return bytes(out)

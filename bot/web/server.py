@@ -48,6 +48,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "kepler_terminal"
 IDLE_TIMEOUT = 1800.0  # an idle terminal is closed after 30 minutes
 ACTIVITY_EVERY = 60.0  # keystrokes tell the sandbox manager "the learner is here" this often
+CONNECT_WORK = 20.0  # seconds the on-connect work (the task's files) may hold a terminal back
 NEW_LINK = "Type <code>/terminal</code> in Discord (or press <b>Terminal</b> under the message " \
     "that says your cluster is ready) to get a fresh link."
 
@@ -139,8 +140,12 @@ class TerminalWeb:
         on_activity: Callable[[str], Awaitable[object]] | None = None,
         reap_every: float = 60.0,
         kept: TerminalSessions | None = None,
+        on_connect: Callable[[str], Awaitable[object]] | None = None,
     ):
-        """``kept``: where sessions survive a restart (None: in this process only)."""
+        """``kept``: where sessions survive a restart (None: in this process only).
+        ``on_connect(learner)`` runs before each terminal's shell starts (at most
+        :data:`CONNECT_WORK` seconds; a failure is logged): the open task's files go into the
+        workbench then (``bot/web/missionfiles.py``)."""
         self.signer = signer
         self.workbenches = workbenches
         self.base_url = base_url.rstrip("/")
@@ -150,6 +155,7 @@ class TerminalWeb:
         self.reap_every = reap_every
         self.sessions: dict[str, TerminalSession] = {}  # this process's; ``kept`` has them all
         self.kept = kept
+        self.on_connect = on_connect
         self._bridges: set[_Bridge] = set()
         self._active: dict[str, float] = {}  # learner -> last activity report
         self._watchers: list[PresenceListener] = []
@@ -369,6 +375,11 @@ class TerminalWeb:
         if wb.phase != "ready":
             await self._end(bridge, "paused" if wb.phase == "paused" else "starting")
             return
+        if self.on_connect is not None:
+            try:
+                await asyncio.wait_for(self.on_connect(session.learner), CONNECT_WORK)
+            except Exception as exc:  # the terminal matters more than the files
+                log.info("terminal on-connect work failed: %s", type(exc).__name__)
         try:
             target = await self.workbenches.target(session.learner)
             bridge.exec = await open_exec(self._client(), target)

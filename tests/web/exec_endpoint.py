@@ -5,7 +5,9 @@ with a bearer token, upgraded with subprotocol ``v5.channel.k8s.io`` or ``v4.cha
 (whichever the client offers first among :attr:`ExecEndpoint.protocols`). Each session runs
 the requested command for real, on a pseudo-terminal: channel 0 is written to it, its output
 comes back on channel 1, channel 4 resizes it, and when it exits channel 3 carries the
-``Status`` (``Success`` or ``NonZeroExitCode``) as the API server sends it.
+``Status`` (``Success`` or ``NonZeroExitCode``) as the API server sends it. A ``tty=false``
+exec (the bot's one-shot commands, e.g. writing a task's files) runs on pipes: stdout on
+channel 1, stderr on 2, then the Status.
 
 A "pod" is a directory: its home (a temp folder that outlives the pod, like the workbench's
 volume) and the environment of the pod spec. Paths under ``/etc/kepler`` in the command and the
@@ -56,7 +58,8 @@ class ExecEndpoint:
         self.protocols = protocols
         self.pods: dict[tuple[str, str], Pod] = {}
         self.chosen: list[str] = []  # the subprotocol of every session, in order
-        self.sessions_started = 0
+        self.sessions_started = 0  # terminal (tty) sessions
+        self.one_shots: list[list[str]] = []  # the commands of tty=false execs, in order
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -126,11 +129,14 @@ class ExecEndpoint:
         if chosen is None:
             return self._status(400, "no supported exec subprotocol", "BadRequest")
         command = [self._map(c) for c in request.query.getall("command", [])]
-        if request.query.get("tty") != "true" or not command:
-            return self._status(400, "this endpoint serves tty sessions", "BadRequest")
+        if not command:
+            return self._status(400, "no command", "BadRequest")
         ws = web.WebSocketResponse(protocols=(chosen,))
         await ws.prepare(request)
         self.chosen.append(chosen)
+        if request.query.get("tty") != "true":
+            await self._one_shot(ws, pod, command)
+            return ws
         self.sessions_started += 1
         master, slave = os.openpty()
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
@@ -169,6 +175,23 @@ class ExecEndpoint:
             os.close(master)
         return ws
 
+    async def _one_shot(self, ws: web.WebSocketResponse, pod: Pod, command: list[str]) -> None:
+        """``tty=false``: stdout on channel 1, stderr on 2, then the Status on 3 (no stdin)."""
+        self.one_shots.append(command)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+               **pod.env, "HOME": str(pod.home)}  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=pod.home, env=env)
+        out, err = await proc.communicate()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            if out:
+                await ws.send_bytes(b"\x01" + out)
+            if err:
+                await ws.send_bytes(b"\x02" + err)
+            await ws.send_bytes(b"\x03" + json.dumps(_exit_status(proc.returncode or 0)).encode())
+            await ws.close()
+
     async def _read(self, session: _Session, protocol: str) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -190,13 +213,7 @@ class ExecEndpoint:
                     break
                 await session.ws.send_bytes(b"\x01" + data)
             code = await session.proc.wait()
-            status = ({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
-                      if code == 0 else
-                      {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                       "message": f"command terminated with non-zero exit code: {code}",
-                       "reason": "NonZeroExitCode",
-                       "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}})
-            await session.ws.send_bytes(b"\x03" + json.dumps(status).encode())
+            await session.ws.send_bytes(b"\x03" + json.dumps(_exit_status(code)).encode())
             await session.ws.close()
         except (ConnectionError, RuntimeError):
             pass
@@ -214,3 +231,13 @@ class ExecEndpoint:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(session.proc.pid, signal.SIGKILL)
                 await session.proc.wait()
+
+
+def _exit_status(code: int) -> dict[str, object]:
+    """The error channel's ``Status`` as the API server sends it when the command ends."""
+    if code == 0:
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": f"command terminated with non-zero exit code: {code}",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}

@@ -34,6 +34,7 @@ from bot.transports.discord.pacing import Pacer
 from bot.transports.discord.secrets import SecretBox
 from bot.transports.discord.transport import DiscordTransport, user_id_of
 from bot.transports.discord.webhooks import WebhookPool
+from bot.web.missionfiles import MissionFiles, TaskFilesTransport
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,12 @@ class App:
             bot, store, course, self.webhooks, public_url=public_url, pacer=pacer,
             connected=terminal.connected if terminal is not None else None,  # the crew board
         )  # fmt: skip
+        self.files = _mission_files(store, course, terminal)
+        engine_transport: Any = self.transport
+        if self.files is not None:  # a task's files also go into each learner's workbench
+            engine_transport = TaskFilesTransport(self.transport, self.files, spawn=self.spawn)
         self.engine = Engine(
-            course, store, cluster, voice, self.transport, idle_after=idle_after, clock=clock,
+            course, store, cluster, voice, engine_transport, idle_after=idle_after, clock=clock,
             observe=observe, fallback=getattr(voice, "scripted", None),
         )
         self.actions = Actions(
@@ -146,6 +151,8 @@ class App:
             _done, pending = await asyncio.wait(list(self._work), timeout=GRACE)
             for task in pending:
                 task.cancel()
+        if self.files is not None:
+            await self.files.aclose()
         if not self.bot.is_closed():
             await self.bot.close()
 
@@ -174,6 +181,17 @@ class App:
                 raise
             except Exception:
                 log.exception("background job failed", extra={"job": getattr(job, "__name__", "")})
+
+
+def _mission_files(store: Any, course: Course, terminal: Any) -> MissionFiles | None:
+    """With a browser terminal, the open task's files are written into the workbench home when
+    the task opens and whenever a terminal connects."""
+    workbenches = getattr(terminal, "workbenches", None)
+    if workbenches is None:
+        return None
+    files = MissionFiles(store, course, workbenches)
+    terminal.on_connect = files.for_learner
+    return files
 
 
 def warn_if_dev_mode(guild_id: str) -> None:
