@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sandbox.objectives import ObjectiveSpec, unscoped
 
@@ -140,18 +140,36 @@ class Drill(_Model):
     lines: list[Line] = Field(default_factory=list, description="Told as the drill runs.")
 
 
+Platform = Literal["windows", "macos", "linux", "any", "browser"]
+INSTALLED: tuple[Platform, ...] = ("windows", "macos", "linux")  # a machine the learner installs on
+
+
 class TaskBeat(_Beat):
     """Work on the learner's cluster; the story waits until every objective holds (latched)."""
 
     type: Literal["task"]
     title: str
     instructions: str = Field(description="Markdown: the steps, commands and checks.")
-    setup: dict[Literal["windows", "macos", "linux", "any"], str] = Field(
-        default_factory=dict, description="Install notes per operating system."
+    setup: dict[Platform, str] = Field(
+        default_factory=dict,
+        description="Getting ready, per platform: install notes per operating system, ``any`` "
+        "for every installed one, ``browser`` for a learner with only a browser (the Discord "
+        "browser terminal: nothing to install). Install notes need a ``browser`` entry.",
     )
     manifests: list[Manifest] = Field(default_factory=list)
     objectives: list[ObjectiveSpec] = Field(min_length=1)
     drill: Drill | None = None
+
+    @field_validator("setup")
+    @classmethod
+    def _browser_too(cls, setup: dict[str, str]) -> dict[str, str]:
+        installs = sorted(k for k in setup if k in INSTALLED)
+        if installs and "browser" not in setup:
+            raise ValueError(
+                f"install notes for {', '.join(installs)} need a browser entry too: what a "
+                "learner with only a browser does (the terminal from /terminal needs no install)"
+            )
+        return setup
 
     @model_validator(mode="after")
     def _unique_objectives(self) -> TaskBeat:

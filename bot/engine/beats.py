@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from bot.content.course import BeatRef, Course
 from bot.content.schema import (
+    INSTALLED,
     Beat,
     DebriefBeat,
     Line,
@@ -29,14 +30,19 @@ def task_key(course: Course, ref: BeatRef) -> str:
     return f"{course.chapters[ref.chapter].id}/{course.beat(ref).id}"
 
 
-def task_text(beat: TaskBeat, os_name: str | None) -> str:
+def task_text(beat: TaskBeat, platform: str | None, *, browser: bool = True) -> str:
+    """The task as shown: title, instructions, then the setup notes for the learner's
+    ``platform`` (an operating system's with ``any``'s, or ``browser``'s alone). Unknown: every
+    note, the browser's only where a browser terminal exists (``browser``; not ``kepler play``)."""
     parts = [f"**{beat.title}**", beat.instructions.strip()]
-    if beat.setup:
-        chosen = beat.setup.get(os_name) if os_name else None  # type: ignore[call-overload]
-        if chosen:
-            parts.append(chosen.strip())
-        else:
-            parts += [v.strip() for v in beat.setup.values()]
+    setup = {k: v.strip() for k, v in beat.setup.items() if browser or k != "browser"}
+    if platform == "browser" and "browser" in setup:
+        parts.append(setup["browser"])
+    elif platform in INSTALLED and platform in setup:
+        parts += [setup[platform]] + ([setup["any"]] if "any" in setup else [])
+    else:
+        parts += [v for k, v in setup.items() if k != "browser"]
+        parts += [setup["browser"]] if "browser" in setup else []
     return "\n\n".join(parts)
 
 
@@ -55,10 +61,13 @@ def render(
     *,
     os_name: str | None = None,
     results: Mapping[str, bool] | None = None,
+    browser: bool = True,
 ) -> list[Outgoing]:
     """The messages that present ``beat``; pauses and gates are the engine's business.
 
     ``results`` (objective or question id → holds/answered) fills the review table's results.
+    ``os_name`` is the learner's platform (an operating system or ``browser``); ``browser``
+    says whether the transport offers a browser terminal.
     """
     if isinstance(beat, NarrativeBeat | DebriefBeat):
         return [line_message(line) for line in beat.lines]
@@ -85,7 +94,7 @@ def render(
         return [
             Outgoing(
                 kind="task",
-                text=task_text(beat, os_name),
+                text=task_text(beat, os_name, browser=browser),
                 speaker="torres",
                 actions=("check", "hint", "manifest") if files else ("check", "hint"),
                 attachments=files,

@@ -504,6 +504,7 @@ class Engine:
     async def _advance(self, mission: Mission) -> Mission:
         """Emit beats and move past open gates until one is shut. Call inside a unit."""
         os_name = None
+        browser = mission.address.transport != "terminal"  # kepler play: a terminal already
         while mission.state == "running":
             ref = self._ref(mission)
             beat = self.course.beat(ref)
@@ -511,9 +512,10 @@ class Engine:
                 members = await self.store.members(mission.id)
                 if members:
                     profile = (await self._learner(members[0].learner_id)).profile
-                    os_name = _os_of(profile.get("environment", ""))
+                    os_name = platform_of(profile.get("environment", ""), browser=browser)
                 results = await self._review_results(mission) if isinstance(beat, ReviewBeat) else None
-                messages = render(self.course, ref, beat, os_name=os_name, results=results)
+                messages = render(self.course, ref, beat, os_name=os_name, results=results,
+                                  browser=browser)
                 # The beat each message presents: transports tie buttons to it and group it.
                 messages = [replace(m, data={**m.data, "ref": ref.key}) for m in messages]
                 if beat.pause and messages:
@@ -912,16 +914,31 @@ def _ready_for_drill(beat: TaskBeat, result: CheckResult) -> bool:
     return bool(recovery) and all(r.passed for r in result.results if r.id not in recovery)
 
 
-def _os_of(environment: str) -> str | None:
-    env = environment.lower()
-    for name, words in (
-        ("windows", ("windows", "wsl", "powershell")),
-        ("macos", ("mac", "osx", "darwin")),
-        ("linux", ("linux", "ubuntu", "debian", "fedora", "arch")),
-    ):
-        if any(w in env for w in words):
+_BROWSER_ONLY = (
+    "only a browser", "only the browser", "just a browser", "browser only", "only have a browser",
+    "browser terminal", "in the browser", "in a browser", "chromebook", "chrome os", "chromeos",
+    "ipad", "tablet", "phone", "can't install", "cannot install", "can not install",
+    "not allowed to install", "no admin", "locked down", "locked laptop", "nothing installed",
+)
+
+
+def platform_of(environment: str, *, browser: bool = True) -> str | None:
+    """The learner's platform from their own words about their setup: ``browser`` (nothing
+    can be installed; only where a browser terminal is offered), else an operating system."""
+    env = " ".join(environment.lower().replace("’", "'").split())
+    if browser and any(w in env for w in _BROWSER_ONLY):
+        return "browser"
+    for name, pattern in _SYSTEMS:
+        if pattern.search(env):
             return name
     return None
+
+
+_SYSTEMS = (  # whole words: "machine" is not a Mac, "search" not Arch
+    ("windows", re.compile(r"\b(windows|win1[01]|wsl2?|powershell)\b")),
+    ("macos", re.compile(r"\b(mac|macos|macbook|osx|os x|darwin)\b")),
+    ("linux", re.compile(r"\b(linux|ubuntu|debian|fedora|arch|mint|pop!?_os)\b")),
+)
 
 
 _INTERROGATIVES = frozenset(

@@ -92,6 +92,18 @@ def _problems(path: Path) -> list[str]:
         ),
         # a bad beat type
         ("id: x\nnumber: 1\ntitle: T\nbeats:\n  - id: a\n    type: film\n", ["beats[0]", "film"]),
+        # a setup note for a platform the schema does not know
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n"
+            + GOOD_TASK.replace("    objectives:", "    setup:\n      tablet: Tap.\n    objectives:"),
+            [":10: beats[0].setup.tablet", "browser"],
+        ),
+        # install notes that leave a learner with only a browser without a word
+        (
+            "id: x\nnumber: 1\ntitle: T\nbeats:\n"
+            + GOOD_TASK.replace("    objectives:", "    setup:\n      linux: apt.\n    objectives:"),
+            [":9: beats[0].setup: install notes for linux need a browser entry"],
+        ),
         # a referenced manifest that does not exist
         (
             "id: x\nnumber: 1\ntitle: T\nbeats:\n"
