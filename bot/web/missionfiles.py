@@ -42,6 +42,16 @@ def folder_of(course: Course, chapter: int) -> str:
     return course.chapter_dirs[chapter].name
 
 
+def with_folder_note(message: Outgoing) -> Outgoing:
+    """A task with files, telling a browser-terminal learner where the bot put them."""
+    if message.kind != "task" or not message.attachments:
+        return message
+    folder = PurePosixPath(message.attachments[0]).parent.parent.name
+    note = (f"In your browser terminal (`/terminal`) these files are already in `~/{folder}/`: "
+            f"`cd ~/{folder}` first, then type the commands as they are.")  # fmt: skip
+    return replace(message, text=f"{message.text}\n\n{note}")
+
+
 def task_files(course: Course, chapter: int, beat: TaskBeat) -> dict[str, str]:
     """The task's manifests by file name, as the learner gets them."""
     out: dict[str, str] = {}

@@ -44,6 +44,7 @@ from bot.transports.discord.render import (
 from bot.transports.discord.splitting import CONTENT_LIMIT, split_text
 from bot.transports.discord.views import ACTIONS, ComponentId, nonce_of, story_view
 from bot.transports.discord.webhooks import NoWebhook, WebhookPool, is_unknown_webhook
+from bot.web.missionfiles import with_folder_note
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class DiscordTransport:
             await self._deliver_private(message, key)
         else:
             channel = await self.channel(address)
+            if message.kind == "task" and self.connected is not None:
+                message = with_folder_note(message)  # the files are in the workbench too
             if message.kind == "board" and self.connected is not None:
                 await self._show_board(channel, address, message, key)
             elif message.kind in ("board", "progress"):
