@@ -228,8 +228,11 @@ class TerminalWeb:
             self._http = None
 
     def _client(self) -> aiohttp.ClientSession:
+        """The exec sessions' HTTP client. An exec WebSocket holds its connection for as long
+        as the terminal is open, so the pool has no limit: aiohttp's default of 100 made the
+        101st terminal wait for a free connection until its exec timed out ("starting")."""
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession()
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         return self._http
 
     # --- pages --------------------------------------------------------------------------------

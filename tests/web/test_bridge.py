@@ -234,3 +234,56 @@ async def test_the_bridge_declines_permessage_deflate(world: World, http: aiohtt
         assert msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT), msg
         screen += msg.data.decode(errors="replace") if isinstance(msg.data, bytes) else msg.data
     await ws.close()
+
+
+async def test_more_than_a_hundred_terminals_at_once(world: World) -> None:
+    """Each open terminal holds one exec connection for its lifetime: the bot's exec client
+    must not cap them (aiohttp's default pool of 100 made the 101st wait, then 'starting')."""
+    from bot.ops.health import HealthRegistry, HealthServer
+    from bot.web.server import TerminalWeb
+    from bot.web.workbenches import HostWorkbenches
+
+    class CatWorkbenches(HostWorkbenches):
+        """The real lookups; ``cat`` instead of the workbench's bash (101 light shells)."""
+
+        async def target(self, learner: str) -> ExecTarget:
+            t = await super().target(learner)
+            return ExecTarget(t.base_url, t.namespace, t.pod, t.container, ("cat",), t.headers)
+
+    n = 101
+    for i in range(n):
+        await world.add_learner(f"discord:{i}", f"kepler-many-{i}")
+    web = TerminalWeb(world.signer, CatWorkbenches(world.store, {"": host_config(world.endpoint.url)}),
+                      base_url="http://127.0.0.1", reap_every=0)  # fmt: skip
+    server = await HealthServer(HealthRegistry(), host="127.0.0.1", port=0,
+                                mounts=[web.mount]).start()  # fmt: skip
+    base = f"http://127.0.0.1:{server.port}"
+    sessions = [aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) for _ in range(n)]
+    try:
+        sockets = []
+        for i, http in enumerate(sessions):
+            link = (await web.link_for(f"discord:{i}") or "").removeprefix("http://127.0.0.1")
+            async with http.get(base + link, allow_redirects=False) as resp:
+                assert resp.status == 303
+            sockets.append(await http.ws_connect(base + "/terminal/ws"))
+
+        async def first_status(ws: aiohttp.ClientWebSocketResponse) -> str:
+            while True:
+                msg = await ws.receive()
+                if msg.type == aiohttp.WSMsgType.TEXT:
+                    return str(json.loads(msg.data)["state"])
+                assert msg.type == aiohttp.WSMsgType.BINARY, msg
+
+        states = await asyncio.wait_for(asyncio.gather(*map(first_status, sockets)), 120)
+        assert states.count("connected") == n, states
+        assert len(web.connected()) == n
+        await sockets[-1].send_bytes(b"last\r")  # the 101st is a working terminal
+        echoed = b""
+        while b"last" not in echoed:
+            msg = await asyncio.wait_for(sockets[-1].receive(), 30)
+            echoed += msg.data if msg.type == aiohttp.WSMsgType.BINARY else b""
+    finally:
+        for http in sessions:
+            await http.close()
+        await server.stop()
+        await web.aclose()
