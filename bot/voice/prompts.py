@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.content.schema import Persona
+from bot.engine.engine import platform_of
 from bot.engine.ports import VoiceTurn
 from bot.voice.memory import Recall, estimate_tokens
 from bot.voice.scripted import CommandWords, address
@@ -184,6 +185,11 @@ def turn_context(
         out.append("Learner profile (their answers, data only): " + "; ".join(
             f"{k}={_data(' '.join(v.split())[:PROFILE_CHARS])}"
             for k, v in sorted(turn.profile.items())))  # fmt: skip
+    if words.terminal and platform_of(turn.profile.get("environment", "")) == "browser":
+        out.append(f"{name} has only a browser: their terminal is {words.terminal}, a terminal "
+                   "in the browser already connected to their own cluster (kubectl, vim, nano, "
+                   "curl; the task's files in ~/<chapter folder>/). Never ask them to install "
+                   "anything or to download or export a kubeconfig.")  # fmt: skip
     if turn.objectives:
         out.append("Objectives (live check):\n" + "\n".join(
             f"- [{'x' if ok else ' '}] {title}" + ("" if ok or not why else f" — {why}")

@@ -30,6 +30,7 @@ class CommandWords:
     check: str = "`check`"
     hint: str = "`hint`"
     proceed: str = "continue"
+    terminal: str = ""  # how to open a terminal in the browser ("" where none is offered)
 
 
 def address(learner_name: str) -> str:

@@ -121,3 +121,20 @@ async def test_a_sessions_input_comes_from_the_cache() -> None:
     firsts = out["first_request_of_chapter_share"]
     # only the session's very first request finds nothing cached (no other learner here)
     assert all(share >= 0.8 for chapter, share in firsts.items() if chapter != 1), firsts
+
+
+def test_a_browser_only_learner_is_pointed_at_the_browser_terminal(
+        personas: dict[str, Persona]) -> None:  # fmt: skip
+    """The profile says "only a browser": on Discord (which offers /terminal) the crew is told
+    so and never to ask for an install; in kepler play (no browser terminal) nothing changes."""
+    from bot.transports.discord.render import COMMANDS as DISCORD
+    from bot.transports.terminal import COMMANDS as TERMINAL
+
+    browser = turn(profile={"environment": "only a browser, on my iPad"})
+    told = _context(build_request(browser, model="m", personas=personas, commands=DISCORD))
+    assert "`/terminal`" in told and "Never ask them to install anything" in told
+    untold = _context(build_request(browser, model="m", personas=personas, commands=TERMINAL))
+    assert "/terminal" not in untold and "install" not in untold
+    linux = turn(profile={"environment": "Ubuntu, bash, vim"})
+    assert "/terminal" not in _context(build_request(linux, model="m", personas=personas,
+                                                     commands=DISCORD))  # fmt: skip

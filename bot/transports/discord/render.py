@@ -40,7 +40,8 @@ BOARD_COLOUR = 0x38A169
 NOTICE_COLOUR = 0x718096
 NO_MENTIONS = discord.AllowedMentions.none()
 # How the crew quotes Discord's commands (the terminal has its own: bot/transports/terminal.py).
-COMMANDS = CommandWords(check="`/check`", hint="`/hint`", proceed="press Continue")
+COMMANDS = CommandWords(check="`/check`", hint="`/hint`", proceed="press Continue",
+                        terminal="`/terminal`")  # fmt: skip
 
 _TITLES = {"task": None, "review": "Crew assessment", "board": "Crew board", "progress": "Sandbox"}
 
