@@ -270,12 +270,18 @@ class ClusterService:
             return True
         if kinds is not None and not set(kinds) <= set(versions):
             return True
-        watched = frozenset(versions) - NOT_WATCHED
+        # the open task's kinds (all read so far when not told): a watch per kind costs a
+        # request per window while idle, so kinds of earlier tasks are not kept watched
+        watched = frozenset(versions if kinds is None else kinds) - NOT_WATCHED
         w = self._watches.get(learner_id)
-        if w is None or w.reader is not cached.reader or w.kinds != watched:
+        if w is not None and w.reader is cached.reader:
+            if w.kinds != watched:  # a new task: watch the difference only
+                w.notifier.retarget({k: versions[k] for k in watched})
+                w.kinds = watched
+        else:
             self.unwatch(learner_id)
             notifier = AsyncChangeNotifier(
-                cached.reader, dict(versions), window=WATCH_WINDOW
+                cached.reader, {k: versions[k] for k in watched}, window=WATCH_WINDOW
             )
             notifier.start()
             w = self._watches[learner_id] = _Watch(notifier, cached.reader, watched)

@@ -73,21 +73,43 @@ class AsyncChangeNotifier:
         self.changes = 0
         self.requests = 0
         self.last_error: ClusterError | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # kind -> its watch
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        """The kinds being watched."""
+        return frozenset(self._tasks)
 
     def start(self) -> None:
         """Start the watches (call from the event loop)."""
-        loop = asyncio.get_running_loop()
         for kind, rv in self.versions.items():
-            self._tasks.append(loop.create_task(self._run(kind, rv), name=f"watch-{kind}"))
+            self._start(kind, rv)
+
+    def _start(self, kind: str, rv: str) -> None:
+        self._tasks[kind] = asyncio.get_running_loop().create_task(
+            self._run(kind, rv), name=f"watch-{kind}")
+
+    def retarget(self, versions: Mapping[str, str]) -> None:
+        """Watch exactly the kinds of ``versions`` from now on: the streams of kinds already
+        watched go on from where they are (no new request), the others stop, and new kinds
+        start from the given versions. A learner's next task mostly reads the same kinds as
+        the last: only the difference costs requests and connections."""
+        wanted = {k: v for k, v in versions.items() if k not in NOT_WATCHED}
+        for kind in [k for k in self._tasks if k not in wanted]:
+            self._tasks.pop(kind).cancel()
+            self.versions.pop(kind, None)
+        for kind, rv in wanted.items():
+            if kind not in self._tasks:
+                self.versions[kind] = rv
+                self._start(kind, rv)
 
     def stop(self) -> None:
-        for task in self._tasks:
+        for task in self._tasks.values():
             task.cancel()
         self._tasks.clear()
 
     async def aclose(self) -> None:
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = list(self._tasks.values()), {}
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

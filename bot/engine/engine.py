@@ -81,6 +81,10 @@ class Engine:
         # forgotten, so ten thousand missions leave no trace here.
         self._locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
         self._send_locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
+        # Called with each member's learner id and the task when a mission stops at a task
+        # (the live loop watches their cluster for that task from then on, not from its next
+        # periodic refresh). It runs before the mission's new place is committed.
+        self.on_task_open: list[Callable[[str, TaskBeat], None]] = []
 
     # --- missions and crews -------------------------------------------------------------
 
@@ -527,6 +531,11 @@ class Engine:
                 await self.store.enqueue(mission.id, messages)
                 mission = replace(mission, emitted=True)
             if not await self._gate_open(mission, ref, beat):
+                if isinstance(beat, TaskBeat) and self.on_task_open:
+                    for member in await self.store.members(mission.id):
+                        if not member.left:
+                            for listener in self.on_task_open:
+                                listener(member.learner_id, beat)
                 break
             mission = self._step(mission)
         await self._save(mission)

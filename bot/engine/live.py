@@ -11,6 +11,7 @@ re-reads until something changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,23 @@ class LiveLoop:
         self.sleep = sleep
         self.watchers: dict[str, asyncio.Task[None]] = {}
         self._closing = False
+        # a task that just opened, per learner, and the wake-up of a watcher waiting for one
+        # (the store may not have committed the learner's new place when it is told)
+        self._opened: dict[str, TaskBeat] = {}
+        self._woken: dict[str, asyncio.Event] = {}
+        engine.on_task_open.append(self._task_opened)
+
+    def _task_opened(self, learner: str, task: TaskBeat) -> None:
+        """A learner's mission stopped at ``task``: wake their watcher, or start one."""
+        if self._closing or not self.include(learner):
+            return
+        self._opened[learner] = task
+        if learner in self._woken:
+            self._woken[learner].set()
+        watcher = self.watchers.get(learner)
+        if watcher is None or watcher.done():
+            self.watchers[learner] = asyncio.get_running_loop().create_task(
+                self._watch(learner), name=f"live-{learner}")
 
     async def wanted(self) -> set[str]:
         """Learners on an open task, active, with a ready cluster."""
@@ -92,6 +110,7 @@ class LiveLoop:
             if learner not in wanted or task.done():
                 task.cancel()
                 del self.watchers[learner]
+                self._opened.pop(learner, None)
         for learner in wanted - set(self.watchers):
             self.watchers[learner] = asyncio.create_task(
                 self._watch(learner), name=f"live-{learner}"
@@ -118,17 +137,31 @@ class LiveLoop:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _watch(self, learner: str) -> None:
-        while True:
-            try:
-                # Re-check only on a change (or when the open task needs a kind never read).
-                kinds = await self._task_kinds(learner)
-                if await self.changes.wait_for_change(learner, self.window, kinds):
-                    await self.engine.cluster_changed(learner)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.debug("watcher failed", exc_info=True)
-                await self.sleep(self.window)
+        woken = self._woken.setdefault(learner, asyncio.Event())
+        try:
+            while True:
+                try:
+                    woken.clear()
+                    kinds = await self._task_kinds(learner)
+                    opened = self._opened.pop(learner, None)
+                    if opened is not None:  # newer than what the store said
+                        kinds = kinds_for(opened.objectives)
+                    if not kinds:  # between tasks: nothing to watch until the next opens
+                        if learner not in self._opened:
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(woken.wait(), self.window)
+                        continue
+                    # Re-check only on a change (or when the task needs a kind never read).
+                    if await self.changes.wait_for_change(learner, self.window, kinds):
+                        await self.engine.cluster_changed(learner)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.debug("watcher failed", exc_info=True)
+                    await self.sleep(self.window)
+        finally:
+            if self._woken.get(learner) is woken:
+                del self._woken[learner]
 
     async def _task_kinds(self, learner: str) -> set[str]:
         course = self.engine.course

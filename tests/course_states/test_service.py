@@ -311,3 +311,39 @@ async def test_a_refreshed_client_with_the_same_credentials_keeps_reader_and_wat
     assert svc._watches[cluster] is not watch  # the watches follow the new credentials
     svc.forget(cluster)
     await svc.aclose()
+
+
+async def test_the_next_task_watches_only_the_kinds_it_adds(emu: KubeEmulator) -> None:
+    """Moving on from chapter 2's task (Deployments, Nodes, Pods) to chapter 3's (Pods,
+    PersistentVolumeClaims, Events): the Pod watch goes on, the claims' starts, and the
+    watches only chapter 2 needed stop (each costs a request per window while idle)."""
+    station = S.after(2)
+    cluster = seed(emu, "next-task", station)
+    svc = service(emu, cluster)
+    c = emu[cluster]
+    two, three = kinds_for(CH2), kinds_for(S.task_of(3).objectives)
+    assert two == {"Deployment", "Node", "Pod"} and three - {"Event"} == {
+        "Pod", "PersistentVolumeClaim"}
+    await svc.snapshot(cluster, two)
+    assert await svc.wait_for_change(cluster, 0.3, two) is False
+    watch = svc._watches[cluster]
+    assert watch.notifier.kinds == two
+    pods = watch.notifier._tasks["Pod"]
+    deployment = c.get("Deployment", "life-support-system", "default")
+    assert deployment is not None
+    c.put(deployment)  # a write, even unchanged, is an event the watch hears
+    assert await svc.wait_for_change(cluster, 10.0, two) is True
+
+    await svc.snapshot(cluster, three)  # the next task's first read
+    c.clear_requests()
+    assert await svc.wait_for_change(cluster, 0.3, three) is False
+    assert svc._watches[cluster] is watch
+    assert watch.notifier.kinds == {"Pod", "PersistentVolumeClaim"}
+    assert watch.notifier._tasks["Pod"] is pods  # not restarted
+    watched = [r.path for r in c.requests if r.query.get("watch") in ("1", "true")]
+    assert watched == [KINDS["PersistentVolumeClaim"].path]
+
+    c.put(deployment)  # the same write, to a kind left behind,
+    assert await svc.wait_for_change(cluster, 0.5, three) is False  # is no longer watched
+    svc.forget(cluster)
+    await svc.aclose()

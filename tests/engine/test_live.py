@@ -112,3 +112,29 @@ async def test_refresh_stops_the_watcher_when_the_task_is_done(
     assert live.watchers == {}
     await _until(watcher.done)
     assert watcher.cancelled()
+
+
+async def test_a_task_that_opens_is_watched_at_once_and_nothing_between_tasks(
+    engine: Engine, cluster: ScriptedCluster, transport: RecordingTransport
+):
+    """The periodic refresh (every 30 s on Discord) is not what starts a learner's watcher
+    when their task opens: the engine says so and the watcher starts with the task's kinds.
+    Between tasks it waits for the next one without watching the cluster (a watch on no
+    kinds would hear nothing and sleep through the next task's first minute)."""
+    changes = FedChanges()
+    live = LiveLoop(engine, changes)  # never refreshed in this test
+    await _at_task(engine)
+    assert set(live.watchers) == {"alex"}
+    await _until(lambda: changes.waiting["alex"] == 1)
+    assert changes.kinds == [{"Pod"}]
+
+    cluster.passing["alex"] = {"pod-running", "no-failures"}
+    changes.change("alex")
+    await _until(lambda: '"Good work."' in transport.texts())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert changes.kinds == [{"Pod"}]  # the story moved past the task: no watch since
+    assert changes.waiting["alex"] == 0
+    assert not live.watchers["alex"].done()  # waiting for the next task to open
+    await live.close()
+    assert live.watchers == {}
