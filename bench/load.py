@@ -364,6 +364,15 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                 recorder.unlocked_at.setdefault(f["learner"], time.monotonic())
 
         engine.observe = observe
+        # Interactions for the clicks, autospecced now: building one costs more CPU than a
+        # check, and that is the harness's cost, not the bot's (it was in CPU per check).
+        # They are made before the start-up freeze, so that the bot's garbage collections do
+        # not walk them either: a real bot holds no such fakes, and they were over a third of
+        # the tracked objects (100,000 mock proxies), stretching every full collection.
+        every = max(0.5, 30 / n)  # about one click per learner per 30 s, at most 2/s
+        per_clicker = int(minutes * 60 / every / max(1, len(clickers)) * 1.3) + 6
+        interactions = {lid: [world.interaction(user, dm) for _ in range(per_clicker)]
+                        for lid, (user, dm) in clickers.items()}  # fmt: skip
         freeze_startup()  # as ``kepler serve`` does once the app is built
         gc_rss0, cpu0 = rss_mib(), time.process_time()
 
@@ -404,12 +413,6 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         setup_s = time.monotonic() - t_setup
         rss_enrolled = rss_mib()
 
-        # Interactions for the clicks, autospecced now: building one costs more CPU than a
-        # check, and that is the harness's cost, not the bot's (it was in CPU per check).
-        every = max(0.5, 30 / n)  # about one click per learner per 30 s, at most 2/s
-        per_clicker = int(minutes * 60 / every / max(1, len(clickers)) * 1.3) + 6
-        interactions = {lid: [world.interaction(user, dm) for _ in range(per_clicker)]
-                        for lid, (user, dm) in clickers.items()}  # fmt: skip
 
         # --- probes ---
         stop = asyncio.Event()
@@ -442,6 +445,18 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             await asyncio.sleep(0.5)
         warm_s = time.monotonic() - t_warm
         await asyncio.sleep(settle_s)  # watches open after the first checks: let them
+        # Idle is the steady state: wait (at most 120 s) until watch openings have stopped,
+        # under 1 % of the learners opening one in 5 s; how long that took is reported.
+        t_watch = time.monotonic()
+        w0 = await emu.acall("now")
+        while time.monotonic() - t_watch < 120:
+            await asyncio.sleep(5.0)
+            w1 = await emu.acall("now")
+            opened_watches = sum(r["watch"] for r in (await emu.acall("count", w0, w1)).values())
+            w0 = w1
+            if opened_watches <= n / 100:
+                break
+        watch_settle_s = time.monotonic() - t_watch
         early = [lid for lid in learners if lid in recorder.unlocked_at]
 
         # --- idle phase: everyone on a task, nothing changes ---
@@ -570,6 +585,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "minutes": minutes,
             "setup_s": round(setup_s, 1),
             "warmup_s": round(warm_s, 1),
+            "watch_settle_s": round(watch_settle_s, 1),
             "unlocked_at_start": len(early),
             "unlocks": len(lat),
             "missed_unlocks": stats.missed,
