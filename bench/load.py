@@ -210,6 +210,9 @@ class Recorder:
     by_address: dict[str, str] = field(default_factory=dict)  # address id -> learner
     keys: set[str] = field(default_factory=set)
     count: int = 0
+    # learner -> woken on their unlocking delivery (the harness waits on it rather than
+    # polling: a thousand learners polling every 50 ms were the bot loop's busiest job)
+    waiting: dict[str, asyncio.Event] = field(default_factory=dict)
 
     async def deliver(self, address: Address, message: Outgoing, key: str) -> None:
         if key in self.keys:
@@ -219,6 +222,19 @@ class Recorder:
         learner = self.by_address.get(address.key)
         if learner and learner in self.unlocked_at and learner not in self.delivered_at:
             self.delivered_at[learner] = time.monotonic()
+            if learner in self.waiting:
+                self.waiting[learner].set()
+
+    async def delivered(self, learner: str, timeout: float) -> bool:
+        """Wait until ``learner``'s unlocking message went out (False: not in ``timeout``)."""
+        event = self.waiting.setdefault(learner, asyncio.Event())
+        try:
+            if learner not in self.delivered_at:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout)
+            return learner in self.delivered_at
+        finally:
+            del self.waiting[learner]
 
     async def stream(self, address: Address, speaker: str, chunks: Any) -> str:
         return "".join([c async for c in chunks])
@@ -506,10 +522,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                         await click(lid)
                     else:
                         await engine.check(missions[lid], lid)
-                end = time.monotonic() + 30
-                while lid not in recorder.delivered_at and time.monotonic() < end:
-                    await asyncio.sleep(0.05)
-                if lid not in recorder.delivered_at:
+                if not await recorder.delivered(lid, 30.0):
                     stats.missed += 1
                     return
                 lat.append(recorder.delivered_at[lid] - t0)
