@@ -105,8 +105,11 @@ class LiveLoop:
         """Start a watcher for each wanted learner; stop the others'."""
         if self._closing:
             return
+        before = dict(self.watchers)
         wanted = await self.wanted()
         for learner, task in list(self.watchers.items()):
+            if before.get(learner) is not task:
+                continue  # started meanwhile (a task opened): newer than ``wanted``
             if learner not in wanted or task.done():
                 task.cancel()
                 del self.watchers[learner]

@@ -138,3 +138,30 @@ async def test_a_task_that_opens_is_watched_at_once_and_nothing_between_tasks(
     assert not live.watchers["alex"].done()  # waiting for the next task to open
     await live.close()
     assert live.watchers == {}
+
+
+async def test_a_refresh_under_way_keeps_a_watcher_started_meanwhile(
+    engine: Engine, cluster: ScriptedCluster
+):
+    """A refresh decides from what it read before; a task that opened while it read started
+    its watcher since, which the refresh leaves to the next one (it cancelled such watchers,
+    and the learner's change went unheard until then)."""
+    gate = asyncio.Event()
+    ready: set[str] = set()
+
+    async def slow_ready() -> set[str]:
+        await gate.wait()
+        return ready
+
+    changes = FedChanges()
+    live = LiveLoop(engine, changes, ready=slow_ready)
+    refreshing = asyncio.create_task(live.refresh())
+    await asyncio.sleep(0)
+    await _at_task(engine)  # the task opens while the refresh waits
+    watcher = live.watchers["alex"]
+    gate.set()
+    await refreshing
+    assert live.watchers.get("alex") is watcher and not watcher.done()
+    await live.refresh()  # the next refresh judges it: the cluster is not ready
+    assert live.watchers == {}
+    await live.close()
