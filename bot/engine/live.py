@@ -66,6 +66,8 @@ class LiveLoop:
         # (the store may not have committed the learner's new place when it is told)
         self._opened: dict[str, TaskBeat] = {}
         self._woken: dict[str, asyncio.Event] = {}
+        self._opens = 0  # tasks opened so far: a refresh's view is older than later ones
+        self._opened_at: dict[str, int] = {}  # learner -> ``_opens`` when theirs last opened
         engine.on_task_open.append(self._task_opened)
 
     def _task_opened(self, learner: str, task: TaskBeat) -> None:
@@ -73,6 +75,8 @@ class LiveLoop:
         if self._closing or not self.include(learner):
             return
         self._opened[learner] = task
+        self._opens += 1
+        self._opened_at[learner] = self._opens
         if learner in self._woken:
             self._woken[learner].set()
         watcher = self.watchers.get(learner)
@@ -105,15 +109,16 @@ class LiveLoop:
         """Start a watcher for each wanted learner; stop the others'."""
         if self._closing:
             return
-        before = dict(self.watchers)
+        mark = self._opens
         wanted = await self.wanted()
         for learner, task in list(self.watchers.items()):
-            if before.get(learner) is not task:
-                continue  # started meanwhile (a task opened): newer than ``wanted``
+            if self._opened_at.get(learner, 0) > mark:
+                continue  # their task opened while ``wanted`` was read: newer than it
             if learner not in wanted or task.done():
                 task.cancel()
                 del self.watchers[learner]
                 self._opened.pop(learner, None)
+                self._opened_at.pop(learner, None)
         for learner in wanted - set(self.watchers):
             self.watchers[learner] = asyncio.create_task(
                 self._watch(learner), name=f"live-{learner}"
