@@ -393,10 +393,12 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         freeze_startup()  # as ``kepler serve`` does once the app is built
         gc_rss0, cpu0 = rss_mib(), time.process_time()
 
-        async def to_task(mission_id: int, lid: str) -> bool:
-            """Read on to the next task, answering and continuing as asked (False: the story
-            did not get there within 30 s). Beats the engine is still sending are waited
-            for, as a reader does."""
+        async def to_task(mission_id: int, lid: str, past: int = -1) -> bool:
+            """Read on to the next task of a chapter after index ``past``, answering and
+            continuing as asked (False: the story did not get there within 30 s). Beats the
+            engine is still sending are waited for, as a reader does. (The unlocking message
+            can be seen before the story's move past the task is committed: a reader who
+            took the old task for the next one stopped reading.)"""
             end = time.monotonic() + 30
             while time.monotonic() < end:
                 m = await store.get_mission(mission_id)
@@ -404,9 +406,11 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                 if m.state != "running":
                     return False
                 beat = course.beat_at(m.chapter, m.beat)
-                if isinstance(beat, TaskBeat):
+                if isinstance(beat, TaskBeat) and m.chapter > past:
                     return True
-                if isinstance(beat, QuestionBeat):
+                if isinstance(beat, TaskBeat):
+                    await asyncio.sleep(0.05)
+                elif isinstance(beat, QuestionBeat):
                     await engine.say(mission_id, lid, "1")
                 elif beat is not None and beat.pause:
                     await engine.continue_(mission_id, lid)
@@ -531,7 +535,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                     stats.missed += 1
                     return
                 lat.append(recorder.delivered_at[lid] - t0)
-                if not await to_task(missions[lid], lid):
+                if not await to_task(missions[lid], lid, course.find_chapter(c)):
                     stats.stuck += 1
                     return
                 c += 1
