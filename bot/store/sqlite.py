@@ -10,6 +10,8 @@ use a second, read-only connection that sees the last commit and never waits for
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import json
 import sqlite3
@@ -133,11 +135,16 @@ class SQLiteStore:
             return
         async with self._lock:
             token = _in_unit.set(True)
-            await self.conn.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a task cancelled while BEGIN is queued on the database thread
+                # (the live loop stops a watcher) still rolls back, or the next unit would find
+                # a transaction open. ROLLBACK is shielded from a second cancel; it queues after
+                # BEGIN, and finds nothing to undo when BEGIN never went.
+                await self.conn.execute("BEGIN IMMEDIATE")
                 yield
             except BaseException:
-                await self.conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # no transaction began
+                    await asyncio.shield(self.conn.execute("ROLLBACK"))
                 raise
             else:
                 await self.conn.execute("COMMIT")
