@@ -115,8 +115,6 @@ class DiscordTransport:
             await self._deliver_private(message, key)
         else:
             channel = await self.channel(address)
-            if message.kind == "task" and self.connected is not None:
-                message = with_folder_note(message)  # the files are in the workbench too
             if message.kind == "board" and self.connected is not None:
                 await self._show_board(channel, address, message, key)
             elif message.kind in ("board", "progress"):
@@ -189,6 +187,8 @@ class DiscordTransport:
         mission = await self.store.find_mission(address)
         hook, thread = await self._hook(channel)
         items = await self._scene(mission, message, key, any_voice=hook is None)
+        if self.connected is not None:  # browser terminals: a task's files are in the workbench
+            items = [(k, with_folder_note(m)) for k, m in items]
         groups = scene.group(items)
         pieces = render_scene(
             groups, self.course, persona_mode=hook is not None, public_url=self.public_url
