@@ -1,21 +1,25 @@
-"""A learner with only a browser plays chapters 1-6: one headless Chromium, one terminal page.
+"""A learner with only a browser plays chapters 1-6 from Discord: one headless Chromium, one
+terminal page.
 
-The learner answers the opening's setup question with "only a browser" (as a Discord learner,
-so chapter 1 sends them to ``/terminal``), opens their terminal link, and for each chapter
-types that chapter's own kubectl lines (``tests/playthrough/script.py``) into the xterm page,
-in the folder where the bot put the task's files (``~/<chapter folder>/``, written through the
-exec path by ``bot/web/missionfiles.py`` when the task was delivered; the test writes no file).
-The shell behind the exec endpoint runs real kubectl against a simulated cluster
-(``tests/simcluster``) that the engine's shared live loop watches, and each chapter must unlock
-by itself. Everything waits on visible output (a per-command marker with its exit code) or on
-the engine's own events, under generous deadlines: no wall-clock bound is asserted.
-Reproduce: ``uv run pytest tests/web/test_browser_play.py -q``.
+``kepler serve``'s composition (``bot.transports.discord.App`` with the browser terminal, the
+Discord fakes of ``tests/discord``) runs the story in a DM. The learner starts, answers the
+opening's setup question with "only a browser" (so chapter 1's task sends them to
+``/terminal``), types ``/terminal`` and opens the link it gives, and for each chapter types
+that chapter's own kubectl lines (``tests/playthrough/script.py``) into the xterm page, in the
+folder the task names, where the bot put the task's files (``bot/web/missionfiles.py``,
+through the exec path; the test writes no file). Between tasks the learner clicks what the bot
+posted and answers in the DM. The shell behind the exec endpoint runs real kubectl against a
+simulated cluster (``tests/simcluster``) that the App's live loop watches, and each chapter
+must unlock by itself (chapter 6's drill starts, as its text says, when the learner presses
+Check with the rest of the board green). Everything waits on visible output (a per-command
+marker with its exit code) or on the engine's own events, under generous deadlines: no
+wall-clock bound is asserted. Reproduce: ``uv run pytest tests/web/test_browser_play.py -q``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
+import contextlib
 import re
 import shlex
 import time
@@ -28,14 +32,16 @@ import pytest
 from bot.content.course import BeatRef, Course, load_course
 from bot.content.schema import QuestionBeat, TaskBeat
 from bot.engine.beats import task_key
-from bot.engine.engine import Engine
-from bot.engine.live import LiveLoop
 from bot.engine.ports import Address
-from bot.web.missionfiles import MissionFiles, TaskFilesTransport, folder_of
+from bot.transports.discord.app import App
+from bot.web.missionfiles import TaskFilesTransport, folder_of
 from sandbox.backends.kubeconfig import KubeconfigBackend
 from sandbox.service import ClusterService
+from tests.discord.conftest import virtual_pacer
+from tests.discord.driver import click, last_button
+from tests.discord.world import World as DiscordWorld
 from tests.emulator import KubeEmulator
-from tests.fakes import CannedVoice, RecordingTransport
+from tests.fakes import CannedVoice
 from tests.playthrough.script import Step, learner_path
 from tests.simcluster import SimCluster
 from tests.web.conftest import World, make_world
@@ -48,8 +54,7 @@ from tests.web.test_browser import (  # noqa: F401  (browser: the module's Chrom
     wait_state,
 )
 
-LEARNER = "discord:1"
-ADDRESS = Address("discord", "solo", "1")
+LEARNER = "discord:42"
 CHAPTERS = [1, 2, 3, 4, 5, 6]
 ENVIRONMENT = "Only a browser: a school Chromebook, I cannot install anything"
 
@@ -102,46 +107,61 @@ async def world(emu: KubeEmulator, tmp_path: Path) -> AsyncIterator[World]:
 
 
 class Learner:
-    """The engine and the shared live loop as ``kepler serve`` wires them (task files into
-    the workbench), the learner's answers, and the browser page they type into."""
+    """Alex on Discord with a browser: the DM, the bot's buttons, and the terminal page."""
 
     def __init__(self, course: Course, world: World, sim: SimCluster, driver: Any):
         self.course, self.world, self.sim, self.driver = course, world, sim, driver
         self.unlocked: set[str] = set()
         self.commands = 0
+        self.discord = DiscordWorld()
+        self.alex = self.discord.user(42, "Alex")
+        self.dm = self.alex.dm_channel
         self.mission_id = 0
-        self.drilled: set[str] = set()
 
     def _observe(self, event: str, **fields: Any) -> None:
         if event == "unlock":
             self.unlocked.add(str(fields["task"]))
 
     async def __aenter__(self) -> Learner:
-        self.files = MissionFiles(self.world.store, self.course, self.world.web.workbenches)
-        self.world.web.on_connect = self.files.for_learner  # as bot/transports/discord/app.py
-        self.transport = TaskFilesTransport(RecordingTransport(), self.files)
         self.service = ClusterService(KubeconfigBackend(self.sim.kubeconfig), timeout=10.0)
-        self.engine = Engine(self.course, self.world.store, self.service, CannedVoice(),
-                             self.transport, observe=self._observe)  # fmt: skip
-        self.live = LiveLoop(self.engine, self.service, idle_after=math.inf,
-                             include=lambda learner: learner == LEARNER)  # fmt: skip
-        self._running = asyncio.create_task(self.live.run(every=1.0))
+        self.app = App(bot=self.discord.client, store=self.world.store, course=self.course,
+                       cluster=self.service, voice=CannedVoice(), service=self.service,
+                       terminal=self.world.web, observe=self._observe,
+                       pacer=virtual_pacer())  # fmt: skip
+        assert isinstance(self.app.engine.transport, TaskFilesTransport)
+        self._watching = asyncio.create_task(self._watch())
         return self
 
+    async def _watch(self) -> None:
+        """The App's watcher refresh (every 30 s in ``kepler serve``), every second here."""
+        while True:
+            await self.app.watch()
+            await asyncio.sleep(1.0)
+
     async def __aexit__(self, *exc: object) -> None:
-        self._running.cancel()
-        await self.live.close()
+        self._watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watching
+        await self.app.close()
         await self.service.aclose()
-        await self.transport.aclose()
-        await self.files.aclose()
+
+    async def start(self) -> None:
+        await self.app.actions.start(self.discord.interaction(self.alex, self.dm))
+        await self.app.drain()
+        mission = await self.world.store.find_mission(dm_address(self.dm.id))
+        assert mission is not None
+        self.mission_id = mission.id
 
     async def ref(self) -> BeatRef:
         mission = await self.world.store.get_mission(self.mission_id)
         assert mission is not None and mission.state == "running", mission
         return BeatRef(mission.chapter, mission.beat)
 
+    def shown(self) -> str:
+        return "\n".join(p.text for p in self.discord.story(self.dm.id))
+
     async def read_on_to_task(self, number: int) -> TaskBeat:
-        """Continue and answer until chapter ``number``'s task is open."""
+        """Click and answer until chapter ``number``'s task is open."""
         want = self.course.find_chapter(number)
         for _ in range(200):
             ref = await self.ref()
@@ -150,10 +170,16 @@ class Learner:
                 return beat
             if isinstance(beat, TaskBeat):
                 raise AssertionError(f"waiting on {task_key(self.course, ref)}, not chapter {number}")
-            if isinstance(beat, QuestionBeat):
-                await self.engine.say(self.mission_id, LEARNER, await self.answer(beat))
+            if isinstance(beat, QuestionBeat) and beat.choices:
+                await click(self.app, self.discord, self.alex, self.dm,
+                            last_button(self.discord, self.dm.id, f"kepler:choice:{self.mission_id}:"))
+            elif isinstance(beat, QuestionBeat):
+                text = await self.answer(beat)
+                await self.app.actions.message(
+                    self.discord.message(self.alex, self.dm, text, []), self.discord.me)
             else:
-                await self.engine.continue_(self.mission_id, LEARNER)
+                await click(self.app, self.discord, self.alex, self.dm,
+                            last_button(self.discord, self.dm.id, f"kepler:continue:{self.mission_id}"))
         raise AssertionError(f"chapter {number}: never reached its task")
 
     async def answer(self, beat: QuestionBeat) -> str:
@@ -165,10 +191,18 @@ class Learner:
             ready = set(re.findall(r"^(\S+)\s+Ready\s", await run(tail, self.driver, 60), re.M))
             assert ready, "kubectl get nodes showed no Ready node"
             return f"{len(ready)} Ready: {', '.join(sorted(ready))}"
-        if beat.choices:
-            return "1"
         return ("A cluster is many nodes run as one system, so one failure does not stop "
                 "everything; controllers recreate lost pods on healthy nodes.")  # fmt: skip
+
+    async def open_terminal(self) -> None:
+        """``/terminal``: an ephemeral link, opened in the browser."""
+        interaction = self.discord.interaction(self.alex, self.dm)
+        await self.app.actions.terminal(interaction)
+        [sent] = [p for p in self.discord.posted if p.via == "followup" and "view" in p.kwargs
+                  and p.kwargs.get("ephemeral")]  # fmt: skip
+        (button,) = sent.kwargs["view"].children
+        await run(self.driver.get, button.url)
+        await run(wait_state, self.driver, "connected")
 
     async def type(self, line: str) -> str:
         """Type a line at the prompt and wait for it to finish; its output must end in 0."""
@@ -192,24 +226,30 @@ class Learner:
 
     async def until_unlocked(self, task: TaskBeat, key: str, patience: float = 240.0) -> None:
         """Wait for the live loop to unlock the task by itself. A drill task waits for the
-        learner's check with the rest of the board green (the chapter says so): asked once."""
+        learner's Check with the rest of the board green (the chapter says so): pressed once."""
         drill = {o.id for o in task.objectives if o.kind == "recovered"} if task.drill else set()
+        pressed = False
         deadline = time.monotonic() + patience
         while key not in self.unlocked:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{key} did not unlock in {patience}s; open objectives: "
                                      f"{sorted(await self.failing(key))}")  # fmt: skip
             await asyncio.sleep(0.2)
-            if drill and key not in self.drilled:
+            if drill and not pressed:
                 failing = await self.failing(key)
                 if failing and failing <= drill:
                     await asyncio.to_thread(self.sim.settle)
-                    self.drilled.add(key)
-                    await self.engine.check(self.mission_id, LEARNER, explicit=True)
+                    pressed = True
+                    await click(self.app, self.discord, self.alex, self.dm,
+                                last_button(self.discord, self.dm.id, f"kepler:check:{self.mission_id}"))
 
 
-async def test_chapters_1_to_6_in_the_browser_terminal(emu: KubeEmulator, world: World,
-                                                       browser: Any, tmp_path: Path) -> None:  # noqa: F811
+def dm_address(channel_id: int) -> Address:
+    return Address("discord", "solo", str(channel_id))
+
+
+async def test_chapters_1_to_6_from_discord_in_the_browser_terminal(
+        emu: KubeEmulator, world: World, browser: Any, tmp_path: Path) -> None:  # noqa: F811
     course = load_course()
     sim = SimCluster(emu, "browser-play", tmp_path).start()
     # The workbench's mounted kubeconfig points at the learner's (simulated) cluster.
@@ -217,24 +257,22 @@ async def test_chapters_1_to_6_in_the_browser_terminal(emu: KubeEmulator, world:
     home = await world.add_learner(LEARNER, "kepler-play1")
     try:
         async with Learner(course, world, sim, browser) as learner:
-            mission = await learner.engine.start(ADDRESS, LEARNER, "Chen")
-            learner.mission_id = mission.id
+            await learner.start()
             for number in CHAPTERS:
                 task = await learner.read_on_to_task(number)
                 ref = await learner.ref()
                 key = task_key(course, ref)
-                await learner.transport.drain()  # the task's files, on their way to the home
+                await learner.app.drain()  # the task's files, on their way to the home
                 if number == 1:
-                    [shown] = [m.text for _, m, _ in learner.transport.delivered
-                               if m.kind == "task"]  # fmt: skip
-                    assert "/terminal" in shown and "leave out the `export` line" in shown
-                    # The learner does as told: /terminal, and opens the link.
-                    await run(browser.get, await world.link(LEARNER))
-                    await run(wait_state, browser, "connected")
+                    shown = learner.shown()
+                    assert "Only a browser" in shown and "leave out the `export` line" in shown
+                    assert "brew install" not in shown and "winget" not in shown
+                    await learner.open_terminal()  # the learner does as told
                     await learner.type("clear; cd ~")
                 path = learner_path(course, number)
                 if path.files:
                     folder = folder_of(course, ref.chapter)
+                    assert f"`cd ~/{folder}`" in learner.shown()  # the task says where
                     await learner.type(f"clear; cd ~/{folder} && ls")
                     listing = await run(tail, browser, 20)
                     for name in path.files:  # the bot put them there; the test wrote none
@@ -246,6 +284,8 @@ async def test_chapters_1_to_6_in_the_browser_terminal(emu: KubeEmulator, world:
                     await learner.kubectl(step)
                 await learner.until_unlocked(task, key)
                 print(f"chapter {number}: unlocked after {learner.commands} commands")
+            dup = learner.discord.duplicates
+            assert dup == [], [(n, [p.text[:80] for p in learner.discord.posted if p.kwargs.get("nonce") == n]) for n in dup]
     finally:
         sim.stop()
         emu.clusters.pop(sim.name, None)
