@@ -19,18 +19,21 @@ from tests.web.conftest import World, open_terminal
 LEARNER = "discord:7"
 
 
-async def read_on_to_task(engine: Engine, course: Course, mission_id: int) -> TaskBeat:
-    """Continue and answer (choice 1, or a sentence) until the mission waits on a task."""
+async def read_on_to_task(engine: Engine, course: Course, mission_id: int,
+                          crew: tuple[str, ...] = (LEARNER,)) -> TaskBeat:  # fmt: skip
+    """Continue and answer (choice 1, or a sentence), each of ``crew`` in turn, until the
+    mission waits on a task."""
     for _ in range(100):
         mission = await engine.store.get_mission(mission_id)
         assert mission is not None
         beat = course.beat(BeatRef(mission.chapter, mission.beat))
         if isinstance(beat, TaskBeat):
             return beat
-        if isinstance(beat, QuestionBeat):
-            await engine.say(mission_id, LEARNER, "1" if beat.choices else "Pods need room.")
-        else:
-            await engine.continue_(mission_id, LEARNER)
+        for learner in crew:
+            if isinstance(beat, QuestionBeat):
+                await engine.say(mission_id, learner, "1" if beat.choices else "Pods need room.")
+            else:
+                await engine.continue_(mission_id, learner)
     raise AssertionError("never reached a task")
 
 
@@ -96,3 +99,29 @@ def test_folder_names_match_kepler_play(tmp_path: Path) -> None:
     course = load_course()
     for index, path in enumerate(course.chapter_dirs):
         assert folder_of(course, index) == path.name
+
+
+async def test_a_crew_task_reaches_every_members_workbench(world: World) -> None:
+    """A study group: the task opens once in the channel; each present member's own workbench
+    gets the files, one who left gets none."""
+    course = load_course()
+    homes = {lid: await world.add_learner(lid, f"kepler-crew{i}")
+             for i, lid in enumerate(("discord:7", "discord:8", "discord:9"))}  # fmt: skip
+    files = MissionFiles(world.store, course, world.web.workbenches)
+    transport = TaskFilesTransport(RecordingTransport(), files)
+    engine = Engine(course, world.store, ScriptedCluster(), CannedVoice(), transport)
+    try:
+        address = Address("discord", "channel", "55")
+        mission = await engine.start(address, LEARNER, "Chen", chapter=3, pacing="together")
+        await engine.join(mission.id, "discord:8", "Sam")
+        await engine.join(mission.id, "discord:9", "Kai")
+        await engine.leave(mission.id, "discord:9")
+        await read_on_to_task(engine, course, mission.id, (LEARNER, "discord:8"))
+        await transport.drain()
+        folder = folder_of(course, course.find_chapter(3))
+        assert (homes["discord:7"] / folder).is_dir() and (homes["discord:8"] / folder).is_dir()
+        assert not (homes["discord:9"] / folder).exists()
+        assert sorted(p.name for p in (homes["discord:8"] / folder).iterdir()) == sorted(
+            m.file for m in course.tasks(course.find_chapter(3))[0].manifests)  # fmt: skip
+    finally:
+        await files.aclose()
