@@ -203,6 +203,7 @@ class Learner:
         (button,) = sent.kwargs["view"].children
         await run(self.driver.get, button.url)
         await run(wait_state, self.driver, "connected")
+        await run(wait_match, self.driver, r"kepler\S*:")  # the shell's prompt: it reads input
 
     async def type(self, line: str) -> str:
         """Type a line at the prompt and wait for it to finish; its output must end in 0."""
