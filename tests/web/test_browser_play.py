@@ -133,9 +133,12 @@ class Learner:
         return self
 
     async def _watch(self) -> None:
-        """The App's watcher refresh (every 30 s in ``kepler serve``), every second here."""
+        """The App's background loops, every second here: the watcher refresh (every 30 s in
+        ``kepler serve``) and the outbox flush (every 60 s there; it posts what a cancelled
+        watcher left queued, see ``delivered``)."""
         while True:
             await self.app.watch()
+            await self.app.flush()
             await asyncio.sleep(1.0)
 
     async def __aexit__(self, *exc: object) -> None:
@@ -160,10 +163,23 @@ class Learner:
     def shown(self) -> str:
         return "\n".join(p.text for p in self.discord.story(self.dm.id))
 
+    async def delivered(self, patience: float = 60.0) -> None:
+        """Wait until everything the story queued is posted (an unlock by the live loop posts
+        in the loop's own task): the buttons on screen are the current beat's. A watcher the
+        refresh cancels as its task unlocks can leave the unlock's messages queued; the App's
+        flush posts them (seen after rebasing on 215dbfc)."""
+        deadline = time.monotonic() + patience
+        while pending := await self.world.store.pending(self.mission_id):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the outbox still holds messages after {patience}s: "
+                                     f"{[(i.message.kind, i.message.text[:60]) for i in pending]}")
+            await asyncio.sleep(0.05)
+
     async def read_on_to_task(self, number: int) -> TaskBeat:
         """Click and answer until chapter ``number``'s task is open."""
         want = self.course.find_chapter(number)
         for _ in range(200):
+            await self.delivered()
             ref = await self.ref()
             beat = self.course.beat(ref)
             if isinstance(beat, TaskBeat) and ref.chapter == want:
