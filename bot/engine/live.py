@@ -161,7 +161,10 @@ class LiveLoop:
                         continue
                     # Re-check only on a change (or when the task needs a kind never read).
                     if await self.changes.wait_for_change(learner, self.window, kinds):
-                        await self.engine.cluster_changed(learner)
+                        # Shielded: a refresh that stops this watcher (the check it runs may
+                        # be the one that moves the story on) must not cut off the check's
+                        # delivery halfway; the messages would wait for the outbox's flush.
+                        await asyncio.shield(self.engine.cluster_changed(learner))
                 except asyncio.CancelledError:
                     raise
                 except Exception:

@@ -165,3 +165,34 @@ async def test_a_refresh_under_way_keeps_a_watcher_started_meanwhile(
     await live.refresh()  # the next refresh judges it: the cluster is not ready
     assert live.watchers == {}
     await live.close()
+
+
+async def test_stopping_a_watcher_does_not_cut_off_the_check_it_runs(
+    engine: Engine, cluster: ScriptedCluster, transport: RecordingTransport
+):
+    """The check a watcher runs may be the one that unlocks the task, and the refresh that
+    then stops the watcher (the learner is off the task) comes while it delivers: the
+    story's messages still go out at once, not at the outbox's next flush."""
+    gate = asyncio.Event()
+    reading = asyncio.Event()
+    evaluate = cluster.evaluate
+
+    async def slow_evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reading.set()
+        await gate.wait()
+        return await evaluate(*args, **kwargs)
+
+    cluster.evaluate = slow_evaluate  # type: ignore[method-assign]
+    changes = FedChanges()
+    live = LiveLoop(engine, changes)
+    await _at_task(engine)
+    await _until(lambda: changes.waiting["alex"] == 1)
+    cluster.passing["alex"] = {"pod-running", "no-failures"}
+    changes.change("alex")
+    await reading.wait()  # the watcher is in the middle of its check
+    closing = asyncio.create_task(live.close())
+    await asyncio.sleep(0)
+    gate.set()
+    await closing
+    # (bounded: without the shield the messages wait for a flush that never comes here)
+    await asyncio.wait_for(_until(lambda: '"Good work."' in transport.texts()), 30)
