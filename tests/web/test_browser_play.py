@@ -301,6 +301,11 @@ async def test_chapters_1_to_6_from_discord_in_the_browser_terminal(
                     await learner.kubectl(step)
                 await learner.until_unlocked(task, key)
                 print(f"chapter {number}: unlocked after {learner.commands} commands")
+            # each story message reaches Discord once (a watcher stopped mid-delivery left
+            # its messages to the outbox's flush, which re-sent them under the same nonce)
+            dup = learner.discord.duplicates
+            assert dup == [], [(n, [p.text[:80] for p in learner.discord.posted
+                                    if p.kwargs.get("nonce") == n]) for n in dup]
     finally:
         sim.stop()
         emu.clusters.pop(sim.name, None)
