@@ -9,6 +9,7 @@ from bot.content.course import load_course
 from bot.store.sqlite import SQLiteStore
 from bot.transports.discord.app import App
 from bot.transports.discord.pacing import Pacer, VirtualTime
+from tests.discord.local_discord import LocalDiscord, pointed_at
 from tests.discord.world import World
 from tests.fakes import CannedVoice, ScriptedCluster
 
@@ -27,6 +28,15 @@ class LoggedCluster(ScriptedCluster):
 @pytest.fixture(scope="session")
 def course():
     return load_course()
+
+
+@pytest.fixture
+async def local() -> AsyncIterator[LocalDiscord]:
+    """A local server that answers as Discord does, with discord.py pointed at it."""
+    server = await LocalDiscord().start()
+    with pointed_at(server):
+        yield server
+    await server.stop()
 
 
 @pytest.fixture

@@ -22,18 +22,10 @@ from bot.content.schema import QuestionBeat, TaskBeat
 from bot.engine.ports import Address
 from bot.transports.discord.views import parse
 from tests.discord.live import Station
-from tests.discord.local_discord import LocalDiscord, Posted, pointed_at
+from tests.discord.local_discord import LocalDiscord, Posted
 from tests.fakes import ScriptedCluster
 
 PASSED = "That moment has passed."
-
-
-@pytest.fixture
-async def local() -> AsyncIterator[LocalDiscord]:
-    server = await LocalDiscord().start()
-    with pointed_at(server):
-        yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 
 from bot.engine.ports import Address
 from tests.discord.live import Station
-from tests.discord.local_discord import LocalDiscord, Posted, pointed_at
+from tests.discord.local_discord import LocalDiscord, Posted
 from tests.emulator import KubeEmulator
 from tests.fakes import ScriptedCluster
 from tests.web.conftest import Term, World, kubectl_on_path, make_world, open_terminal
@@ -56,14 +56,6 @@ async def until(what: Callable[[], bool], timeout: float = 30.0) -> None:
 def emu() -> Iterator[KubeEmulator]:
     with KubeEmulator() as e:
         yield e
-
-
-@pytest.fixture
-async def local() -> AsyncIterator[LocalDiscord]:
-    server = await LocalDiscord().start()
-    with pointed_at(server):
-        yield server
-    await server.stop()
 
 
 @pytest.fixture

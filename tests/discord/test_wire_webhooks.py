@@ -4,7 +4,6 @@ a webhook without piling up invalid requests (Discord bans an IP at 10,000 per 1
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,19 +13,11 @@ from bot.transports.discord.invalid import LIMIT
 from bot.transports.discord.webhooks import RECHECK_AFTER
 from tests.discord.conftest import virtual_pacer
 from tests.discord.live import Station
-from tests.discord.local_discord import LocalDiscord, pointed_at
+from tests.discord.local_discord import LocalDiscord
 from tests.fakes import ScriptedCluster
 
 LINE = Outgoing(kind="line", text='"Chen, listen."', speaker="torres", style="dialogue")
 PUBLIC = "https://kepler.example.org"
-
-
-@pytest.fixture
-async def local() -> AsyncIterator[LocalDiscord]:
-    server = await LocalDiscord().start()
-    with pointed_at(server):
-        yield server
-    await server.stop()
 
 
 @pytest.mark.parametrize("public_url", [PUBLIC, ""])
