@@ -6,6 +6,11 @@ running mission whose open beat is a task, active, and with a cluster that can a
 starts or stops one watcher task per learner; each watcher waits on the cluster's change
 notice and calls :meth:`Engine.cluster_changed`. An idle learner costs the watch alone: no
 re-reads until something changes.
+
+The refresh runs every 30 s or so; a learner whose task opens cannot wait that long. The
+engine says when a mission stops at a task (:attr:`Engine.on_task_open`): the learner's
+watcher starts (or wakes) then, for that task's kinds. Between tasks a watcher watches
+nothing and waits for that word.
 """
 
 from __future__ import annotations
