@@ -723,9 +723,11 @@ def capacity(args: argparse.Namespace, tmp: Path) -> dict:
               and got.get("stuck_after_unlock", 0) == 0)
         results["levels"].append({k: got.get(k) for k in (
             "learners", "unlock_p50", "unlock_p95", "unlock_p99", "missed_unlocks",
-            "check_errors_active", "lag_max", "cpu_share_of_core", "wall_s")} | {"ok": ok})
+            "stuck_after_unlock", "check_errors_active", "lag_max", "cpu_share_of_core",
+            "wall_s")} | {"ok": ok})
         print(f"{level:>5} learners: unlock p95 {got['unlock_p95']:.2f} s, p99 "
-              f"{got['unlock_p99']:.2f} s, missed {got['missed_unlocks']}, failed reads "
+              f"{got['unlock_p99']:.2f} s, missed {got['missed_unlocks']}, stuck after an unlock "
+              f"{got.get('stuck_after_unlock', 0)}, failed reads "
               f"{got['check_errors_active']}, worst stall {got['lag_max']:.2f} s "
               f"-> {'ok' if ok else 'over'}", flush=True)
         if not ok:
