@@ -102,23 +102,25 @@ def wait_gone(driver: Any, text: str, timeout: float = 40.0) -> None:
     raise AssertionError(f"{text!r} still on screen after {timeout}s:\n{screen(driver)[-1500:]}")
 
 
-def wait_buffer(driver: Any, kind: str, timeout: float = 40.0) -> None:
-    """xterm's active buffer: "alternate" while a full-screen program (vim) runs."""
+def _wait_script(driver: Any, script: str, value: str, failure: str, timeout: float) -> None:
+    """Poll ``script`` in the page until it returns ``value``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if driver.execute_script("return window.keplerTerminal.buffer.active.type") == kind:
+        if driver.execute_script(script) == value:
             return
         time.sleep(0.1)
-    raise AssertionError(f"the terminal buffer never became {kind!r}")
+    raise AssertionError(failure)
+
+
+def wait_buffer(driver: Any, kind: str, timeout: float = 40.0) -> None:
+    """xterm's active buffer: "alternate" while a full-screen program (vim) runs."""
+    _wait_script(driver, "return window.keplerTerminal.buffer.active.type", kind,
+                 f"the terminal buffer never became {kind!r}", timeout)
 
 
 def wait_state(driver: Any, state: str, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if driver.execute_script("return document.body.dataset.state") == state:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the page never reached {state!r}")
+    _wait_script(driver, "return document.body.dataset.state", state,
+                 f"the page never reached {state!r}", timeout)
 
 
 def type_text(driver: Any, text: str) -> None:
