@@ -1,4 +1,4 @@
-"""``kepler sandbox list|create|pause|resume|reset|delete|gc|hosts|drain|undrain|cost``.
+"""``kepler sandbox list|create|pause|resume|reset|delete|gc|hosts|drain|undrain|cost|usage``.
 
 Talks to the host clusters in ``KEPLER_HOSTS`` (several; see docs/operating.md), else to the
 one in ``HOST_KUBECONFIG`` (or the in-cluster config), and to the store in ``KEPLER_DB``.
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("undrain", "let HOST take new sandboxes again")):  # fmt: skip
         ops.add_parser(name, help=text).add_argument("host", help="host name from KEPLER_HOSTS")
     ops.add_parser("cost", help="host CPU, memory and storage one learner's sandbox requests")
+    u = ops.add_parser("usage", help="measured use of sandboxes (Metrics API) and the requests "
+                       "that would fit")  # fmt: skip
+    u.add_argument("--minutes", type=float, default=10.0, help="how long to sample (default 10)")
+    u.add_argument("--every", type=float, default=30.0,
+                   help="seconds between samples (default 30; metrics-server refreshes every 15)")
+    u.add_argument("--idle-after", type=float, default=300.0,
+                   help="a learner whose last action is older than this many seconds counts "
+                        "as idle (default 300)")  # fmt: skip
+    u.add_argument("--json", default=None, metavar="FILE", help="also write the raw figures here")
     for name, text in (("create", "provision (or resume) a learner's sandbox"),
                        ("pause", "scale a learner's control plane to 0"),
                        ("resume", "wake a paused sandbox"),
@@ -187,9 +197,40 @@ def _rendered(settings: HostSettings, common: dict[str, Any]) -> list[Any]:
     return render(SandboxSpec(namespace="kepler-cost", host=settings, learner_id="cost",
                               learner_hash="cost", **common))  # fmt: skip
 
-async def execute(args: argparse.Namespace, backend: Any, store: Any) -> int:
+async def measure_usage(args: argparse.Namespace, backend: Any, manager: SandboxManager, *,
+                        clock: Callable[[], float] = time.time,
+                        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
+    """``kepler sandbox usage``: sample every host's Metrics API, print the figures."""
+    from sandbox.apply import NO_RETRY, Kube
+    from sandbox.usage import report, sample, write_json
+
+    if args.every <= 0 or args.minutes <= 0:
+        print("kepler sandbox usage: --every and --minutes must be positive", file=sys.stderr)
+        return 2
+    backends = getattr(backend, "backends", None) or {"": backend}
+    kubes = {name: Kube(b.kube.api, retry=NO_RETRY, timeout=b.kube.timeout)
+             for name, b in backends.items()}  # fmt: skip
+
+    async def sandboxes() -> list[Any]:
+        return [info for info, _record in await manager.list()]
+
+    rounds = max(1, round(args.minutes * 60 / args.every))
+    run = await sample(kubes, sandboxes, every=args.every, rounds=rounds,
+                       idle_after=args.idle_after, clock=clock, sleep=sleep)  # fmt: skip
+    print(report(run))
+    if args.json:
+        write_json(run, args.json)
+    return 0 if run.readings else 1
+
+
+async def execute(args: argparse.Namespace, backend: Any, store: Any, *,
+                  clock: Callable[[], float] = time.time,
+                  sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
+    """One operation; ``clock`` and ``sleep`` pace ``usage`` (tests drive them)."""
     manager = SandboxManager(backend, store, policy=Settings.from_env().lifecycle_policy())
     op = args.op
+    if op == "usage":
+        return await measure_usage(args, backend, manager, clock=clock, sleep=sleep)
     if op == "list":
         print(format_table(await manager.list(), time.time()))
         return 0
