@@ -802,6 +802,8 @@ def bot_cluster_role() -> Obj:
          "verbs": ["bind"], "resourceNames": [SYNCER_ROLE, SYNCER_CLUSTER_ROLE]},
         {"apiGroups": ["policy.networking.k8s.io"], "resources": ["adminnetworkpolicies"],
          "verbs": w},
+        # ``kepler sandbox usage`` (sandbox/usage.py): sandboxes' measured use, read only.
+        {"apiGroups": ["metrics.k8s.io"], "resources": ["pods"], "verbs": ["get", "list"]},
     ]  # fmt: skip
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": "kepler-station-sandboxes", "labels": {MANAGED_BY: MANAGER}},
