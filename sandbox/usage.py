@@ -222,9 +222,9 @@ def readings(found: Mapping[str, tuple[list[Obj], list[Obj]]], host: str,
             if seen.get(key) == windows:
                 continue
             seen[key] = windows
-            cpu = sum(cpu_m(c["usage"].get("cpu", 0)) for m in items for c in m["containers"])
-            mem = sum(mem_bytes(c["usage"].get("memory", 0)) for m in items
-                      for c in m["containers"])  # fmt: skip
+            used = [c.get("usage") or {} for m in items for c in m.get("containers") or []]
+            cpu = sum(cpu_m(u.get("cpu", 0)) for u in used)
+            mem = sum(mem_bytes(u.get("memory", 0)) for u in used)
             req = [pod(specs[(ns, m["metadata"]["name"])], Defaults()) for m in items]
             out.append(Reading(round_, at, host, ns, comp.name, states[ns], cpu, mem,
                                sum(r.cpu_m for r in req), sum(r.memory for r in req),

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ops.add_parser(name, help=text).add_argument("host", help="host name from KEPLER_HOSTS")
     ops.add_parser("cost", help="host CPU, memory and storage one learner's sandbox requests")
     u = ops.add_parser("usage", help="measured use of sandboxes (Metrics API) and the requests "
-                       "that would fit")  # fmt: skip
+                       "that would fit", description="Samples metrics-server on every host; "
+                       "exit 0 when something was measured, 1 when nothing was.")  # fmt: skip
     u.add_argument("--minutes", type=float, default=10.0, help="how long to sample (default 10)")
     u.add_argument("--every", type=float, default=30.0,
                    help="seconds between samples (default 30; metrics-server refreshes every 15)")

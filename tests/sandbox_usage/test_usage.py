@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,36 +17,15 @@ import pytest
 
 from bot.cli import build_parser
 from bot.commands.sandbox import execute
-from sandbox.hosts import HostConfig, HostPool
+from sandbox.hosts import HostPool
 from sandbox.usage import cpu_m, mem_bytes, percentile, suggest
 from tests.emulator.metrics import BASE, MetricsServer, usage
 from tests.emulator.server import KubeEmulator
-from tests.sandbox_hosts.conftest import EACH, host_backend
-from tests.sandbox_lifecycle.conftest import (  # noqa: F401 (fixtures)
-    Clock,
-    FakeVCluster,
-    store,
-)
+from tests.sandbox_lifecycle.conftest import Clock
 
-HOSTS = ("ams", "fra")
 MI = 2**20
 T0 = 1_750_000_000.0
 ns = argparse.Namespace
-
-
-@pytest.fixture
-def emu() -> Iterator[KubeEmulator]:
-    with KubeEmulator() as e:
-        yield e
-
-
-@pytest.fixture
-def pool(emu: KubeEmulator) -> Iterator[HostPool]:
-    fakes = [FakeVCluster(emu, host=h).start() for h in HOSTS]
-    yield HostPool({h: host_backend(emu, h) for h in HOSTS}, [HostConfig(name=h) for h in HOSTS],
-                   each=EACH)  # fmt: skip
-    for f in fakes:
-        f.stop()
 
 
 def put_pod(emu: KubeEmulator, host: str, namespace: str, name: str, labels: dict[str, str],
@@ -74,7 +52,7 @@ def sandbox_pods(emu: KubeEmulator, host: str, namespace: str, workloads: int) -
                 {**SYNCED, "app": "life-support"}, "50m", "64Mi")
 
 
-async def create(pool: HostPool, store, learner: str, capsys) -> tuple[str, str]:  # noqa: F811
+async def create(pool: HostPool, store, learner: str, capsys) -> tuple[str, str]:
     """A sandbox made by the real command; (host, namespace)."""
     assert await execute(ns(op="create", learner=learner, guild=None), pool, store) == 0
     capsys.readouterr()
@@ -136,7 +114,7 @@ def test_parser_knows_usage() -> None:
 
 
 async def test_usage_by_component_and_state_with_one_host_lacking_metrics(
-        emu, pool, store, capsys, tmp_path: Path) -> None:  # noqa: F811
+        emu, pool, store, capsys, tmp_path: Path) -> None:
     placed = {learner: await create(pool, store, learner, capsys)
               for learner in ("ada", "bob", "cyd")}  # fmt: skip
     assert [placed[x][0] for x in ("ada", "bob", "cyd")] == ["ams", "fra", "ams"]
@@ -206,7 +184,7 @@ async def test_usage_by_component_and_state_with_one_host_lacking_metrics(
     assert sorted({r["round"] for r in readings}) == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
 
 
-async def test_state_follows_the_learners_last_action(emu, pool, store, capsys) -> None:  # noqa: F811
+async def test_state_follows_the_learners_last_action(emu, pool, store, capsys) -> None:
     """A learner who comes back mid-run is counted active from that round on."""
     _, ada = await create(pool, store, "ada", capsys)
     record = await store.get_sandbox("ada")
@@ -231,7 +209,7 @@ async def test_state_follows_the_learners_last_action(emu, pool, store, capsys) 
 
 
 async def test_a_registered_but_down_metrics_api_and_no_readings(
-        emu, pool, store, capsys) -> None:  # noqa: F811
+        emu, pool, store, capsys) -> None:
     _, ada = await create(pool, store, "ada", capsys)
     sandbox_pods(emu, "ams", ada, workloads=0)
     MetricsServer.install(emu["ams"]).available = False  # APIService there, metrics-server down
@@ -274,3 +252,24 @@ def test_suggestion_rule() -> None:
     assert suggest(80.0, 200 * MI) == (100, 252 * MI)  # 250 Mi rounds up to a 4 Mi step
     cpu, memory = suggest(33.3, 100 * MI + 1)
     assert cpu == 45 and memory >= (100 * MI + 1) * 1.25
+
+
+async def test_an_unreachable_host_leaves_the_others_measured(emu, pool, store,
+                                                              capsys) -> None:
+    _, ada = await create(pool, store, "ada", capsys)
+    sandbox_pods(emu, "ams", ada, workloads=0)
+    metrics = MetricsServer.install(emu["ams"])
+    emu["fra"].unreachable = True
+    clock = Clock(T0)
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        metrics.set_pod(ada, "kepler-0", {"syncer": usage(30, 100)}, clock.t)
+
+    metrics.set_pod(ada, "kepler-0", {"syncer": usage(30, 100)}, T0)
+    args = ns(op="usage", minutes=1.5, every=30.0, idle_after=300.0, json=None)
+    assert await execute(args, pool, store, clock=clock, sleep=sleep) == 0
+    out = capsys.readouterr().out
+    [fra] = [line for line in out.splitlines() if line.startswith("fra:")]
+    assert "failed in 3 of 3 rounds" in fra and "Traceback" not in out
+    assert table(out, "CPU (millicores)")["control plane active"][:4] == ["3", "30m", "30m", "30m"]
