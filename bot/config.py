@@ -31,9 +31,10 @@ from bot.content.course import DEFAULT_CHAPTERS, DEFAULT_PERSONAS
 
 if TYPE_CHECKING:
     from sandbox.lifecycle import LifecyclePolicy
-    from sandbox.provision import HostSettings
+    from sandbox.provision import HostSettings, Sizing
 
 JsonDict = dict[str, JsonValue]
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|Ki|Mi|Gi)?$"  # a Kubernetes quantity, as we use them
 PREFIX = "KEPLER_"
 SECRET: JsonDict = {"secret": True}
 _environ: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
@@ -163,6 +164,16 @@ class Settings(BaseSettings):
     sandbox_warm_pool: int = Field(
         0, ge=0, description="Ready spare sandboxes kept for instant starts."
     )
+    sandbox_control_plane_cpu: str = Field(
+        "200m", pattern=QUANTITY,
+        description="CPU each sandbox's vcluster control plane requests (at most its 1 CPU "
+        "limit); `kepler sandbox usage` suggests a figure from measured use.",
+    )  # fmt: skip
+    sandbox_control_plane_memory: str = Field(
+        "256Mi", pattern=QUANTITY,
+        description="Memory it requests (at most its 1Gi limit; keep it above the measured "
+        "maximum: the control plane is one pod).",
+    )  # fmt: skip
     vcluster_values: str = Field(
         "",
         description="Path to the pinned vcluster chart's values.yaml; empty: fetched once and checked by SHA-256.",
@@ -232,6 +243,7 @@ class Settings(BaseSettings):
         from sandbox.provision import HostSettings
 
         return HostSettings(
+            sizing=self._sizing(),
             exposure=self.sandbox_exposure,
             host_template=self.sandbox_host,
             node_address=self.sandbox_node_address,
@@ -242,6 +254,22 @@ class Settings(BaseSettings):
             dns_upstreams=tuple(self.sandbox_dns.split()),
             workbench_image=self.workbench_image,
         )
+
+    def _sizing(self) -> Sizing:
+        """The control plane's requests, refused when zero or above its limits (the API
+        server would refuse every sandbox's control plane)."""
+        from kubernetes.utils import parse_quantity
+
+        from sandbox.provision import CONTROL_PLANE_LIMITS, Sizing
+
+        for name, key in (("sandbox_control_plane_cpu", "cpu"),
+                          ("sandbox_control_plane_memory", "memory")):  # fmt: skip
+            value = parse_quantity(getattr(self, name))
+            if not 0 < value <= parse_quantity(CONTROL_PLANE_LIMITS[key]):
+                raise SettingsError(f"{PREFIX}{name.upper()}: must be above 0 and at most the "
+                                    f"control plane's {key} limit ({CONTROL_PLANE_LIMITS[key]})")
+        return Sizing(control_plane_cpu=self.sandbox_control_plane_cpu,
+                      control_plane_memory=self.sandbox_control_plane_memory)  # fmt: skip
 
     def lifecycle_policy(self) -> LifecyclePolicy:
         """Pause, TTL, caps and the warm pool for the sandbox manager."""

@@ -90,6 +90,9 @@ ANP_ISOLATION_PRIORITY = 50  # every sandbox: Deny other namespaces, nodes, priv
 Exposure = Literal["LoadBalancer", "NodePort", "Ingress"]
 
 
+CONTROL_PLANE_LIMITS = {"cpu": "1", "memory": "1Gi"}  # its requests may not exceed these
+
+
 @dataclass(frozen=True)
 class Sizing:
     """Quota and defaults for one sandbox (control plane + CoreDNS + the whole course)."""
@@ -104,6 +107,10 @@ class Sizing:
     pvcs: int = 5
     requests_storage: str = "6Gi"
     control_plane_storage: str = "2Gi"
+    # The control plane's requests (KEPLER_SANDBOX_CONTROL_PLANE_CPU/_MEMORY): the pinned
+    # chart's default until ``kepler sandbox usage`` measured a host (docs/operating.md).
+    control_plane_cpu: str = "200m"
+    control_plane_memory: str = "256Mi"
     # Node ports: Kubernetes charges a LoadBalancer Service one per port (unless
     # allocateLoadBalancerNodePorts is false) and a NodePort Service one per port.
     learner_node_ports: int = 4
@@ -281,8 +288,10 @@ def vcluster_values(spec: SandboxSpec) -> Obj:
                 "image": {"registry": VCLUSTER_IMAGE_REGISTRY,
                           "repository": VCLUSTER_IMAGE_REPOSITORY, "tag": VCLUSTER_VERSION},
                 "resources": {
-                    "requests": {"cpu": "200m", "memory": "256Mi", "ephemeral-storage": "256Mi"},
-                    "limits": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+                    "requests": {"cpu": host.sizing.control_plane_cpu,
+                                 "memory": host.sizing.control_plane_memory,
+                                 "ephemeral-storage": "256Mi"},
+                    "limits": {**CONTROL_PLANE_LIMITS, "ephemeral-storage": "2Gi"},
                 },
                 "persistence": {"volumeClaim": {"size": host.sizing.control_plane_storage,
                                                 "storageClass": host.storage_class}},

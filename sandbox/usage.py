@@ -76,8 +76,7 @@ class Component:
 
 COMPONENTS = (
     Component("control plane", CONTROL_PLANE_SELECTOR,
-              "controlPlane.statefulSet.resources.requests in vcluster_values() "
-              "(sandbox/provision.py)"),
+              "KEPLER_SANDBOX_CONTROL_PLANE_CPU and KEPLER_SANDBOX_CONTROL_PLANE_MEMORY"),
     Component("CoreDNS", f"{SYNCED_SELECTOR},{_DNS}",
               "controlPlane.coredns.deployment.resources.requests in vcluster_values() "
               "(sandbox/provision.py; today the pinned chart's default)"),

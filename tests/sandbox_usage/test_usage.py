@@ -168,7 +168,8 @@ async def test_usage_by_component_and_state_with_one_host_lacking_metrics(
         "workloads active": ["10", "64Mi", "69Mi", "69Mi", "128Mi", "88Mi"],
     }
     assert "CPU = p95 x 1.25 rounded up to 5m; memory = max x 1.25 rounded up to 4Mi" in out
-    assert "control plane: cpu 125m, memory 148Mi; set in controlPlane.statefulSet" in out
+    assert "control plane: cpu 125m, memory 148Mi; set in KEPLER_SANDBOX_CONTROL_PLANE_CPU " \
+        "and KEPLER_SANDBOX_CONTROL_PLANE_MEMORY" in out
     assert "CoreDNS: cpu 5m, memory 40Mi; set in controlPlane.coredns.deployment" in out
     assert "workloads (per sandbox, for reference): cpu 15m, memory 88Mi; course content" in out
 
