@@ -249,28 +249,33 @@ class Run:
     """Everything one ``kepler sandbox usage`` measured."""
 
     every: float
-    rounds: int
+    rounds: int  # planned
     idle_after: float
     hosts: dict[str, HostStatus]
     readings: list[Reading] = field(default_factory=list)
+    done: int = 0  # rounds completed (fewer when the operator stopped it)
 
 
-async def sample(kubes: Mapping[str, Kube], sandboxes: Callable[[], Awaitable[list[SandboxInfo]]],
-                 *, every: float, rounds: int, idle_after: float,
+def new_run(hosts: Iterable[str], *, every: float, rounds: int, idle_after: float) -> Run:
+    return Run(every, rounds, idle_after, {h: HostStatus(h) for h in hosts})
+
+
+async def sample(run: Run, kubes: Mapping[str, Kube],
+                 sandboxes: Callable[[], Awaitable[list[SandboxInfo]]], *,
                  clock: Callable[[], float], sleep: Callable[[float], Awaitable[Any]]) -> Run:
-    """``rounds`` rounds, one every ``every`` seconds, on every host at once.
+    """``run.rounds`` rounds, one every ``run.every`` seconds, on every host at once, into
+    ``run`` (so that what was measured survives a stop halfway).
 
     ``sandboxes`` lists them with their learners' last action (the lifecycle's ``list``), read
     again each round so that a learner who starts or stops working changes state.
     """
-    run = Run(every, rounds, idle_after, {h: HostStatus(h) for h in kubes})
     seen: dict[tuple[str, str, str], frozenset[tuple[str, str]]] = {}
     start = clock()
-    for i in range(rounds):
+    for i in range(run.rounds):
         if i:
-            await sleep(max(0.0, start + i * every - clock()))
+            await sleep(max(0.0, start + i * run.every - clock()))
         at = clock()
-        states = sandbox_states(await sandboxes(), at, idle_after)
+        states = sandbox_states(await sandboxes(), at, run.idle_after)
         live = [h for h, s in run.hosts.items() if not s.stopped]
         results = await asyncio.gather(*(asyncio.to_thread(read_host, kubes[h]) for h in live),
                                        return_exceptions=True)  # fmt: skip
@@ -290,6 +295,7 @@ async def sample(kubes: Mapping[str, Kube], sandboxes: Callable[[], Awaitable[li
             status.answered += 1
             mine = {ns: state for (h, ns), state in states.items() if h == host}
             run.readings += readings(result, host, mine, i, at, seen)
+        run.done = i + 1
     return run
 
 
@@ -352,8 +358,10 @@ def _span(span: tuple[int, int], fmt: Callable[[Any], str]) -> str:
 
 def report(run: Run) -> str:
     """What ``kepler sandbox usage`` prints."""
-    lines = [f"Sampled the Metrics API every {run.every:g} s, {run.rounds} rounds, on "
-             f"{len(run.hosts)} host(s); active = last action under {run.idle_after:g} s ago."]
+    done = f"{run.done} rounds" if run.done == run.rounds else \
+        f"{run.done} of {run.rounds} rounds (stopped early)"
+    lines = [f"Sampled the Metrics API every {run.every:g} s, {done}, on {len(run.hosts)} "
+             f"host(s); active = last action under {run.idle_after:g} s ago."]
     lines += [line for s in run.hosts.values() if (line := s.line())]
     found = groups(run.readings)
     if not found:
@@ -396,7 +404,8 @@ def report(run: Run) -> str:
 def to_json(run: Run) -> str:
     """The raw figures (``--json FILE``): every reading, each host's status, the groups."""
     return json.dumps({
-        "every_seconds": run.every, "rounds": run.rounds, "idle_after_seconds": run.idle_after,
+        "every_seconds": run.every, "rounds": run.rounds, "rounds_done": run.done,
+        "idle_after_seconds": run.idle_after,
         "rule": RULE, "min_samples": MIN_SAMPLES,
         "hosts": [{**asdict(s), "note": s.line()} for s in run.hosts.values()],
         "groups": [asdict(g) for g in groups(run.readings)],

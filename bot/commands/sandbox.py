@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -203,7 +204,7 @@ async def measure_usage(args: argparse.Namespace, backend: Any, manager: Sandbox
                         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
     """``kepler sandbox usage``: sample every host's Metrics API, print the figures."""
     from sandbox.apply import NO_RETRY, Kube
-    from sandbox.usage import report, sample, write_json
+    from sandbox.usage import new_run, report, sample, write_json
 
     if args.every <= 0 or args.minutes <= 0:
         print("kepler sandbox usage: --every and --minutes must be positive", file=sys.stderr)
@@ -216,8 +217,9 @@ async def measure_usage(args: argparse.Namespace, backend: Any, manager: Sandbox
         return [info for info, _record in await manager.list()]
 
     rounds = max(1, round(args.minutes * 60 / args.every))
-    run = await sample(kubes, sandboxes, every=args.every, rounds=rounds,
-                       idle_after=args.idle_after, clock=clock, sleep=sleep)  # fmt: skip
+    run = new_run(kubes, every=args.every, rounds=rounds, idle_after=args.idle_after)
+    with contextlib.suppress(asyncio.CancelledError):  # Ctrl-C: report the rounds so far
+        await sample(run, kubes, sandboxes, clock=clock, sleep=sleep)
     print(report(run))
     if args.json:
         write_json(run, args.json)

@@ -9,6 +9,7 @@ next round's usage, so nothing waits and every figure below follows from the inp
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -274,3 +275,28 @@ async def test_an_unreachable_host_leaves_the_others_measured(emu, pool, store,
     [fra] = [line for line in out.splitlines() if line.startswith("fra:")]
     assert "failed in 3 of 3 rounds" in fra and "Traceback" not in out
     assert table(out, "CPU (millicores)")["control plane active"][:4] == ["3", "30m", "30m", "30m"]
+
+
+async def test_stopped_halfway_it_reports_what_it_measured(emu, pool, store, capsys,
+                                                           tmp_path: Path) -> None:
+    """Ctrl-C cancels the command's task: the rounds done so far are still printed."""
+    _, ada = await create(pool, store, "ada", capsys)
+    sandbox_pods(emu, "ams", ada, workloads=0)
+    metrics = MetricsServer.install(emu["ams"])
+    clock = Clock(T0)
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        if clock.t >= T0 + 90:
+            raise asyncio.CancelledError  # what asyncio.run does to the task on SIGINT
+        metrics.set_pod(ada, "kepler-0", {"syncer": usage(20, 100)}, clock.t)
+
+    metrics.set_pod(ada, "kepler-0", {"syncer": usage(20, 100)}, T0)
+    out_json = tmp_path / "u.json"
+    args = ns(op="usage", minutes=10, every=30.0, idle_after=300.0, json=str(out_json))
+    assert await execute(args, pool, store, clock=clock, sleep=sleep) == 0
+    out = capsys.readouterr().out
+    assert "3 of 20 rounds (stopped early)" in out
+    assert table(out, "CPU (millicores)")["control plane active"][:2] == ["3", "20m"]
+    raw = json.loads(out_json.read_text())
+    assert (raw["rounds"], raw["rounds_done"], len(raw["readings"])) == (20, 3, 3)
