@@ -1,11 +1,12 @@
-"""The embedded store: one SQLite file in WAL mode, reached through aiosqlite.
+"""The embedded store: one SQLite file in WAL mode.
 
-Writes go through one connection guarded by a lock. ``async with store.unit():`` groups
+Writes go through one connection guarded by a lock (:class:`~bot.store.writer.Writer`: the
+statements of a unit run on the event loop, its ``BEGIN`` and ``COMMIT`` on a thread). ``async with store.unit():`` groups
 writes into one transaction (progress and the outbox change together, or not at all); calls
 outside a unit are their own transaction. Units nest: an inner one joins the outer. Reads
 inside a unit use the writing connection (they see the unit's own changes); reads outside one
-use a second, read-only connection that sees the last commit and never waits for the lock
-(an in-memory database has only the one connection).
+use a second, read-only connection through aiosqlite that sees the last commit and never
+waits for the lock (an in-memory database has only the one connection).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.store.records import (
     OutboxItem,
     TranscriptEntry,
 )
+from bot.store.writer import Writer
 from sandbox.records import SandboxRecord, WaitlistEntry
 
 _MISSION_COLUMNS = frozenset({"chapter", "beat", "emitted", "state", "data", "pacing", "quorum"})
@@ -55,7 +57,7 @@ class SQLiteStore:
     def __init__(self, path: str | Path, *, migrations: Sequence[str] = MIGRATIONS):
         self.path = str(path)
         self._migrations = migrations
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: Writer | None = None
         self._reader: aiosqlite.Connection | None = None  # reads outside a unit (file only)
         self._lock: Any = None
 
@@ -66,13 +68,13 @@ class SQLiteStore:
 
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await _connect(self.path)
+        self._conn = Writer(self.path)
         self._lock = asyncio.Lock()
         try:
-            await self._conn.execute("PRAGMA journal_mode=WAL")
-            await self._conn.execute("PRAGMA synchronous=FULL")
-            await self._conn.execute("PRAGMA foreign_keys=ON")
-            await self._conn.execute("PRAGMA busy_timeout=5000")
+            await self._conn.open()
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                           "busy_timeout=5000"):  # fmt: skip
+                await self._conn.execute_waiting(f"PRAGMA {pragma}")
             await self.migrate()
         except sqlite3.DatabaseError as exc:
             await self.close()
@@ -107,21 +109,20 @@ class SQLiteStore:
         await self.close()
 
     @property
-    def conn(self) -> aiosqlite.Connection:
+    def conn(self) -> Writer:
         if self._conn is None:
             raise RuntimeError("store is not open")
         return self._conn
 
     async def schema_version(self) -> int:
-        async with self.conn.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
+        row = (await self.conn.execute_waiting("PRAGMA user_version")).fetchone()
         return int(row[0]) if row else 0
 
     async def migrate(self) -> int:
         """Apply every migration past the file's version, each in its own transaction."""
         version = await self.schema_version()
         for number, script in enumerate(self._migrations[version:], start=version + 1):
-            await self.conn.executescript(
+            await self.conn.script(
                 f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;"
             )
         return await self.schema_version()
@@ -140,35 +141,40 @@ class SQLiteStore:
                 # (the live loop stops a watcher) still rolls back, or the next unit would find
                 # a transaction open. ROLLBACK is shielded from a second cancel; it queues after
                 # BEGIN, and finds nothing to undo when BEGIN never went.
-                await self.conn.execute("BEGIN IMMEDIATE")
+                await self.conn.execute_waiting("BEGIN IMMEDIATE")
                 yield
             except BaseException:
                 with contextlib.suppress(sqlite3.OperationalError):  # no transaction began
-                    await asyncio.shield(self.conn.execute("ROLLBACK"))
+                    await asyncio.shield(self.conn.execute_waiting("ROLLBACK"))
                 raise
             else:
-                await self.conn.execute("COMMIT")
+                await self.conn.execute_waiting("COMMIT")
             finally:
                 _in_unit.reset(token)
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        async with self.unit():
-            cur = await self.conn.execute(sql, tuple(params))
-            return cur.lastrowid or 0
-
-    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         if _in_unit.get():
-            async with self.conn.execute(sql, tuple(params)) as cur:
-                return list(await cur.fetchall())
-        if self._reader is not None:
-            # execute and fetch in one job of the reader's thread: a cursor left open between
-            # two awaits would hold a read transaction, and every read queued meanwhile would
-            # share its (stale) snapshot instead of seeing the latest commit
-            return list(await self._reader.execute_fetchall(sql, tuple(params)))
-        async with self._lock, self.conn.execute(sql, tuple(params)) as cur:
-            return list(await cur.fetchall())
+            return self.conn.execute(sql, params).lastrowid or 0
+        # One statement on its own is a transaction of its own (autocommit; it syncs to disk,
+        # so on the thread): no BEGIN and COMMIT around it. The lock keeps it out of another
+        # task's unit in progress; if this task is cancelled while the statement is queued,
+        # the thread still runs it before any later unit's BEGIN (one thread, first in, first
+        # out), so it never lands inside someone else's transaction.
+        async with self._lock:
+            return (await self.conn.execute_waiting(sql, params)).lastrowid or 0
 
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        if _in_unit.get():
+            return self.conn.rows(sql, params)
+        if self._reader is not None:
+            # Execute and fetch in one job of the reader's thread: a cursor left open between
+            # two awaits would hold a read transaction, and every read queued meanwhile would
+            # share its (stale) snapshot instead of seeing the latest commit.
+            return list(await self._reader.execute_fetchall(sql, tuple(params)))
+        async with self._lock:
+            return self.conn.rows(sql, params)
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self._rows(sql, params)
         return rows[0] if rows else None
 
@@ -199,7 +205,7 @@ class SQLiteStore:
     # --- missions -----------------------------------------------------------------------
 
     @staticmethod
-    def _mission(row: aiosqlite.Row) -> Mission:
+    def _mission(row: sqlite3.Row) -> Mission:
         return Mission(
             id=row["id"],
             address=Address(row["transport"], row["kind"], row["key"]),
@@ -581,7 +587,7 @@ class SQLiteStore:
     # --- sandboxes ----------------------------------------------------------------------
 
     @staticmethod
-    def _sandbox(row: aiosqlite.Row) -> SandboxRecord:
+    def _sandbox(row: sqlite3.Row) -> SandboxRecord:
         return SandboxRecord(
             learner_id=row["learner_id"], backend=row["backend"], name=row["name"],
             phase=row["phase"], created=row["created"], last_active=row["last_active"],
@@ -651,8 +657,8 @@ class SQLiteStore:
 
     async def spend_link(self, digest: str, expires: float, now: float) -> bool:
         async with self.unit():
-            await self.conn.execute("DELETE FROM spent_links WHERE expires <= ?", (now,))
-            cur = await self.conn.execute(
+            self.conn.execute("DELETE FROM spent_links WHERE expires <= ?", (now,))
+            cur = self.conn.execute(
                 "INSERT OR IGNORE INTO spent_links(digest, expires) VALUES (?, ?)", (digest, expires)
             )
             return cur.rowcount == 1
@@ -661,12 +667,12 @@ class SQLiteStore:
         self, digest: str, learner_id: str, generation: str, opened: float
     ) -> None:
         async with self.unit():
-            await self.conn.execute(
+            self.conn.execute(
                 "DELETE FROM terminal_sessions WHERE NOT EXISTS (SELECT 1 FROM sandboxes s"
                 " WHERE s.learner_id = terminal_sessions.learner_id"
                 " AND s.name = terminal_sessions.generation)"
             )
-            await self.conn.execute(
+            self.conn.execute(
                 "INSERT OR REPLACE INTO terminal_sessions(digest, learner_id, generation, opened)"
                 " VALUES (?, ?, ?, ?)",
                 (digest, learner_id, generation, opened),
