@@ -65,8 +65,19 @@ def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE) -
             out[name] = emu.kubeconfig_dict(name)
         return out
 
-    def set_state(name: str, objs: list[Obj]) -> float:
-        """Make the cluster hold exactly ``objs`` (writes only what differs)."""
+    named: dict[str, list[Obj]] = {}
+
+    def keep_states(states: dict[str, list[Obj]]) -> None:
+        """Remember named cluster states, so that ``set`` can name one instead of sending
+        it (pickling a whole cluster state for every change was the harness's cost, in the
+        bot's process)."""
+        named.update(states)
+
+    def set_state(name: str, objs: list[Obj] | str) -> float:
+        """Make the cluster hold exactly ``objs``, or the state kept under that name (writes
+        only what differs)."""
+        if isinstance(objs, str):
+            objs = named[objs]
         c = emu[name]
         want = {_key(o, scoped): o for o in objs}
         have: dict[tuple[str, str, str], Obj] = {}
@@ -105,6 +116,7 @@ def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE) -
 
     commands: dict[str, Callable[..., Any]] = {
         "seed": seed,
+        "states": keep_states,
         "set": set_state,
         "count": count,
         "fault": fault,

@@ -134,6 +134,9 @@ class Emulators:
         if op == "count":
             got = await asyncio.gather(*(e.acall("count", *args) for e in self.shards))
             return {k: v for d in got for k, v in d.items()}
+        if op == "states":
+            await asyncio.gather(*(e.acall(op, *args) for e in self.shards))
+            return None
         if op == "cpu":
             return sum(await asyncio.gather(*(e.acall("cpu") for e in self.shards)))
         return await self.shards[0].acall(op, *args)  # "now": one clock for all
@@ -344,13 +347,14 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         chapter = {lid: CHAPTERS[i % len(CHAPTERS)] for i, lid in enumerate(learners)}
         cluster_of = {lid: f"l{i}" for i, lid in enumerate(learners)}
         configs: dict[str, Any] = {}
+        await emu.acall("states", {f"after-{c}": objs for c, objs in after.items()})
         for start in range(0, n, 50):
             part = learners[start : start + 50]
             got = await emu.acall("seed", {cluster_of[lid]: before[chapter[lid]] for lid in part})
             configs.update({lid: got[cluster_of[lid]] for lid in part})
 
         # Discord fakes for the learners who click (autospec is costly: a sample of them).
-        world = World()
+        world = World(plain_messages=True)
         clickers: dict[str, tuple[Any, Any]] = {}
         for lid in learners[: min(n, 20)]:
             uid = int(lid.split(":")[1])
@@ -498,6 +502,8 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
 
         # --- active phase ---
         active_s = minutes * 60
+        # (for a profiler to attach to this phase only: py-spy record -p PID -d SECONDS)
+        print(f"active phase: pid {os.getpid()}, {active_s:.0f} s", file=sys.stderr, flush=True)
         a0 = await emu.acall("now")
         cpu_a0, checks_a0 = time.process_time(), stats.checks
         conn0 = (connections.opened, connections.reused, connections.streams,
@@ -523,7 +529,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                 asked = time.monotonic()
                 # The change happens when the emulator commits it (its monotonic clock is the
                 # same CLOCK_MONOTONIC); the wait in the harness's own pipe is not the bot's.
-                t0 = await emu.acall("set", cluster_of[lid], after[c])
+                t0 = await emu.acall("set", cluster_of[lid], f"after-{c}")
                 pipe.append(t0 - asked)
                 if rng.random() < explicit_share:
                     await asyncio.sleep(rng.uniform(0.2, 1.0))
@@ -580,6 +586,15 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                                   strict=True))  # fmt: skip
         active_counts = await emu.acall("count", a0, a1)
         rss_active = rss_mib()
+        if os.environ.get("KEPLER_BENCH_CENSUS"):  # what a full collection walks, by type
+            import gc
+            from collections import Counter
+
+            census = Counter(type(o).__name__ for o in gc.get_objects())
+            print(f"tracked objects: {sum(census.values())}; frozen: {gc.get_freeze_count()}",
+                  file=sys.stderr)
+            for name, count in census.most_common(40):
+                print(f"{count:>9} {name}", file=sys.stderr)
         threads_active = threads()
         stop.set()
         if sampler is not None:
