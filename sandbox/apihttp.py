@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import h11
+import orjson
 from kubernetes import client
 
 from sandbox.errors import (
@@ -387,8 +388,8 @@ async def get_json(cfg: client.Configuration, credentials: Credentials, path: st
         credentials.refused()
         raise
     try:
-        return json.loads(body)
-    except ValueError:
+        return orjson.loads(body)  # a LIST's JSON is most of a check's parsing: 3-4x faster
+    except ValueError:  # orjson.JSONDecodeError is one
         raise ClusterError(f"{what}: answer is not JSON") from None
 
 

@@ -20,12 +20,12 @@ the ``Authorization`` header and never logged or put in an error text.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Mapping
 
 import h11
+import orjson
 
 from sandbox.apihttp import (
     CONNECT_TIMEOUT,
@@ -172,7 +172,7 @@ class AsyncChangeNotifier:
                         if not line.strip():
                             continue
                         seen += 1
-                        event = json.loads(line)
+                        event = orjson.loads(line)
                         obj = event.get("object") or {}
                         kind_ = event.get("type")
                         if kind_ == "ERROR":
