@@ -40,7 +40,18 @@ from sandbox.records import SandboxRecord, WaitlistEntry
 
 _MISSION_COLUMNS = frozenset({"chapter", "beat", "emitted", "state", "data", "pacing", "quorum"})
 
-_in_unit: contextvars.ContextVar[bool] = contextvars.ContextVar("kepler_store_unit", default=False)
+# The task whose unit of work is open in this context. A task created inside a unit copies
+# the context, and with it this variable: it must not count as inside the unit (it would
+# write without the lock, into whatever transaction is open then, or none), so being inside
+# means being that very task.
+_unit_task: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "kepler_store_unit", default=None
+)
+
+
+def _in_unit() -> bool:
+    owner = _unit_task.get()
+    return owner is not None and owner is asyncio.current_task()
 
 
 async def _connect(path: str) -> aiosqlite.Connection:
@@ -131,11 +142,11 @@ class SQLiteStore:
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[None]:
-        if _in_unit.get():
+        if _in_unit():
             yield
             return
         async with self._lock:
-            token = _in_unit.set(True)
+            token = _unit_task.set(asyncio.current_task())
             try:
                 # Inside the try: a task cancelled while BEGIN is queued on the database thread
                 # (the live loop stops a watcher) still rolls back, or the next unit would find
@@ -150,10 +161,10 @@ class SQLiteStore:
             else:
                 await self.conn.execute_waiting("COMMIT")
             finally:
-                _in_unit.reset(token)
+                _unit_task.reset(token)
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        if _in_unit.get():
+        if _in_unit():
             return self.conn.execute(sql, params).lastrowid or 0
         # One statement on its own is a transaction of its own (autocommit; it syncs to disk,
         # so on the thread): no BEGIN and COMMIT around it. The lock keeps it out of another
@@ -164,7 +175,7 @@ class SQLiteStore:
             return (await self.conn.execute_waiting(sql, params)).lastrowid or 0
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        if _in_unit.get():
+        if _in_unit():
             return self.conn.rows(sql, params)
         if self._reader is not None:
             # Execute and fetch in one job of the reader's thread: a cursor left open between

@@ -46,6 +46,11 @@ class Writer:
             raise RuntimeError("store is not open")
         return self._db
 
+    @property
+    def total_changes(self) -> int:
+        """Rows changed since the connection opened (the load bench's write rate)."""
+        return self.db.total_changes
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the connection's thread."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
