@@ -83,8 +83,8 @@ class SQLiteStore:
         self._lock = asyncio.Lock()
         try:
             await self._conn.open()
-            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                           "busy_timeout=5000"):  # fmt: skip
+            # (the busy timeout is the writer's: it waits only on its thread)
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
                 await self._conn.execute_waiting(f"PRAGMA {pragma}")
             await self.migrate()
         except sqlite3.DatabaseError as exc:
@@ -145,34 +145,45 @@ class SQLiteStore:
         if _in_unit():
             yield
             return
-        async with self._lock:
-            token = _unit_task.set(asyncio.current_task())
+        await self._lock.acquire()
+        locked = True
+        token = _unit_task.set(asyncio.current_task())
+        try:
             try:
                 # Inside the try: a task cancelled while BEGIN is queued on the database thread
                 # (the live loop stops a watcher) still rolls back, or the next unit would find
                 # a transaction open. ROLLBACK is shielded from a second cancel; it queues after
                 # BEGIN, and finds nothing to undo when BEGIN never went.
-                await self.conn.execute_waiting("BEGIN IMMEDIATE")
+                await self.conn.begin()
                 yield
             except BaseException:
                 with contextlib.suppress(sqlite3.OperationalError):  # no transaction began
                     await asyncio.shield(self.conn.execute_waiting("ROLLBACK"))
                 raise
-            else:
-                await self.conn.execute_waiting("COMMIT")
-            finally:
-                _unit_task.reset(token)
+            # COMMIT waits for the disk on the thread. The lock goes as soon as it is queued:
+            # the next unit's BEGIN queues behind it there (first in, first out), so units
+            # follow each other without one holding the lock through another's disk sync and
+            # the loop's wake-up after it (a convoy at 2,000 learners).
+            commit = self.conn.submit_waiting("COMMIT")
+            self._lock.release()
+            locked = False
+            await commit
+        finally:
+            _unit_task.reset(token)
+            if locked:
+                self._lock.release()
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
         if _in_unit():
             return self.conn.execute(sql, params).lastrowid or 0
         # One statement on its own is a transaction of its own (autocommit; it syncs to disk,
         # so on the thread): no BEGIN and COMMIT around it. The lock keeps it out of another
-        # task's unit in progress; if this task is cancelled while the statement is queued,
-        # the thread still runs it before any later unit's BEGIN (one thread, first in, first
-        # out), so it never lands inside someone else's transaction.
+        # task's unit in progress; once queued on the thread it runs before any later unit's
+        # BEGIN (one thread, first in, first out), so the lock is not held while it runs, and
+        # a cancel of this task cannot put it inside someone else's transaction.
         async with self._lock:
-            return (await self.conn.execute_waiting(sql, params)).lastrowid or 0
+            done = self.conn.submit_waiting(sql, params)
+        return (await done).lastrowid or 0
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         if _in_unit():
@@ -182,8 +193,9 @@ class SQLiteStore:
             # two awaits would hold a read transaction, and every read queued meanwhile would
             # share its (stale) snapshot instead of seeing the latest commit.
             return list(await self._reader.execute_fetchall(sql, tuple(params)))
-        async with self._lock:
-            return self.conn.rows(sql, params)
+        async with self._lock:  # an in-memory database: behind what is queued on the thread
+            done = self.conn.submit(self.conn.rows, sql, params)
+        return await done
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         rows = await self._rows(sql, params)
