@@ -514,6 +514,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         t_active = time.monotonic()
         deadline = t_active + active_s
         lat: list[float] = []
+        slow: list[dict[str, Any]] = []  # unlocks delivered over 5 s after the change
         pipe: list[float] = []  # harness: asking the emulator for a change → it is made
         writes_idle = list(stats.writes_per_s)
         stats.writes_per_s.clear()
@@ -541,6 +542,12 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                     stats.missed += 1
                     return
                 lat.append(recorder.delivered_at[lid] - t0)
+                if lat[-1] > 5.0:  # where a slow one spent its time: to the unlock, then out
+                    slow.append({"learner": lid, "chapter": c,
+                                 "unlocked_s": round(recorder.unlocked_at[lid] - t0, 3)
+                                 if lid in recorder.unlocked_at else None,
+                                 "delivered_s": round(lat[-1], 3),
+                                 "checks": stats.checks_by_learner[lid]})
                 if not await to_task(missions[lid], lid, course.find_chapter(c)):
                     stats.stuck += 1
                     return
@@ -632,6 +639,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "unlock_p50": pct(lat, 50),
             "unlock_p95": pct(lat, 95),
             "unlock_p99": pct(lat, 99),
+            "slow_unlocks": slow[:20],
             "unlock_max": max(lat, default=float("nan")),
             "change_queue_p50": pct(pipe, 50),
             "change_queue_max": max(pipe, default=float("nan")),
