@@ -49,6 +49,11 @@ _unit_task: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.Conte
 )
 
 
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Another connection holds a lock this statement needs (it may go through later)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def _in_unit() -> bool:
     owner = _unit_task.get()
     return owner is not None and owner is asyncio.current_task()
@@ -160,14 +165,28 @@ class SQLiteStore:
                 with contextlib.suppress(sqlite3.OperationalError):  # no transaction began
                     await asyncio.shield(self.conn.execute_waiting("ROLLBACK"))
                 raise
-            # COMMIT waits for the disk on the thread. The lock goes as soon as it is queued:
-            # the next unit's BEGIN queues behind it there (first in, first out), so units
-            # follow each other without one holding the lock through another's disk sync and
-            # the loop's wake-up after it (a convoy at 2,000 learners).
+            # COMMIT (bot/store/writer.py): on the loop, unless something is queued on the
+            # thread; then it queues there too, and the lock goes at once: the next unit's
+            # BEGIN queues behind it (first in, first out), instead of this unit holding the
+            # lock through a disk sync and the loop's wake-up after it.
+            if self.conn.idle:
+                try:
+                    self.conn.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        self.conn.execute("ROLLBACK")
+                        raise
             commit = self.conn.submit_waiting("COMMIT")
             self._lock.release()
             locked = False
-            await commit
+            try:
+                await commit
+            except sqlite3.OperationalError:
+                # nothing was written: undo, so the next unit does not find it open
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await asyncio.shield(self.conn.submit_waiting("ROLLBACK"))
+                raise
         finally:
             _unit_task.reset(token)
             if locked:
@@ -176,12 +195,19 @@ class SQLiteStore:
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
         if _in_unit():
             return self.conn.execute(sql, params).lastrowid or 0
-        # One statement on its own is a transaction of its own (autocommit; it syncs to disk,
-        # so on the thread): no BEGIN and COMMIT around it. The lock keeps it out of another
-        # task's unit in progress; once queued on the thread it runs before any later unit's
-        # BEGIN (one thread, first in, first out), so the lock is not held while it runs, and
-        # a cancel of this task cannot put it inside someone else's transaction.
+        # One statement on its own is a transaction of its own (autocommit): no BEGIN and
+        # COMMIT around it. The lock keeps it out of another task's unit in progress. When it
+        # must wait (another process holds the write lock, or the thread has work queued),
+        # it goes to the thread; once queued there it runs before any later unit's BEGIN
+        # (first in, first out), so the lock is not held while it runs, and a cancel of this
+        # task cannot put it inside someone else's transaction.
         async with self._lock:
+            if self.conn.idle:
+                try:
+                    return self.conn.execute(sql, params).lastrowid or 0
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc):
+                        raise
             done = self.conn.submit_waiting(sql, params)
         return (await done).lastrowid or 0
 

@@ -1,22 +1,22 @@
-"""The store's writing connection: statements on the event loop, commits on a thread.
+"""The store's writing connection: on the event loop, with a thread for what must wait.
 
 A unit of work (``SQLiteStore.unit``) is ``BEGIN IMMEDIATE``, a handful of statements, and
-``COMMIT``. Only the ends can wait on anything: ``BEGIN IMMEDIATE`` on another process's write
-lock, ``COMMIT`` on the disk (``synchronous=FULL`` syncs the WAL). The statements between them
-touch pages already in memory and take microseconds, where a hand-off to a database thread
-and the loop's wake-up after it cost far more (at a thousand learners, aiosqlite's
-per-statement hand-offs were a quarter of the bot's CPU). So:
+``COMMIT``. The statements touch pages already in memory and take microseconds; ``COMMIT``
+syncs the WAL to disk (``synchronous=FULL``: a fraction of a millisecond on local SSD, 0.25
+ms measured here). A hand-off to a database thread and the loop's wake-up after it cost far
+more than either (at a thousand learners, aiosqlite's per-statement hand-offs were a quarter
+of the bot's CPU), and, worse, a unit that waits for its thread holds the store's one lock
+through a whole turn of a busy loop: at 2,000 learners units queued behind each other
+(unlock p95 4.8 s). So the whole unit runs on the loop, and never suspends while it holds the
+lock, unless it has to wait:
 
-* statements inside a transaction run on the event loop;
-* ``BEGIN IMMEDIATE`` runs on the loop too, with no busy wait, when nothing is queued on the
-  thread; if another process holds the write lock, or a commit is still on its way to the
-  disk, it goes to the thread (first in, first out: after that commit) and may wait there;
-* ``COMMIT``, ``ROLLBACK`` and a write on its own go to the thread, which may wait up to
-  :data:`BUSY_TIMEOUT_MS` for the lock.
+* if another process holds the database's write lock (``BEGIN IMMEDIATE`` or a lone write
+  answers "database is locked" at once: the loop never busy-waits), the statement goes to
+  the connection's thread, which waits up to :data:`BUSY_TIMEOUT_MS` for it;
+* while anything is queued on that thread, later statements queue behind it there (first in,
+  first out), so the loop and the thread never use the connection at once.
 
-The caller guarantees that one task at a time uses the connection (the store's lock), and the
-loop touches the connection only when the thread has nothing queued (:meth:`Writer.begin`),
-so the two never use it at once.
+The caller guarantees that one task at a time uses the connection (the store's lock).
 """
 
 from __future__ import annotations
@@ -62,6 +62,11 @@ class Writer:
     def total_changes(self) -> int:
         """Rows changed since the connection opened (the load bench's write rate)."""
         return self.db.total_changes
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued on the thread: the loop may use the connection."""
+        return self._queued == 0
 
     # -- the thread --
 
@@ -110,16 +115,19 @@ class Writer:
     # -- the event loop --
 
     async def begin(self) -> None:
-        """``BEGIN IMMEDIATE``: on the loop when the thread is idle and the write lock free,
-        else on the thread (after whatever is queued there, waiting for the lock)."""
-        if self._queued == 0:
+        await self.now_or_waiting("BEGIN IMMEDIATE")
+
+    async def now_or_waiting(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """A statement that takes the write lock (``BEGIN IMMEDIATE``, ``COMMIT``, a write on
+        its own): on the loop when the thread is idle and the lock free, else on the thread
+        (after whatever is queued there, waiting for the lock)."""
+        if self.idle:
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-                return
+                return self.db.execute(sql, tuple(params))
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-        await self.execute_waiting("BEGIN IMMEDIATE")
+                    raise  # not a lock another connection holds: a real error
+        return await self.execute_waiting(sql, params)
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         """A statement inside the open transaction (only between :meth:`begin` and commit)."""
