@@ -805,6 +805,20 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(out, indent=2))
         return 0
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # kill -USR1 <pid>: what every asyncio task is waiting on (a run that hangs)
+    import signal
+
+    def dump_tasks(*_: object) -> None:
+        from collections import Counter
+
+        waits: Counter[str] = Counter()
+        for task in asyncio.all_tasks(asyncio.get_event_loop_policy().get_event_loop()):
+            frames = task.get_stack(limit=6)
+            waits[" < ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))] += 1
+        for where, count in waits.most_common(25):
+            print(f"{count:>6} {where}", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGUSR1, dump_tasks)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     began = time.monotonic()
     sampler = StallSampler() if args.stalls else None
