@@ -1,9 +1,10 @@
 """The embedded store: one SQLite file in WAL mode.
 
-Writes go through one connection guarded by a lock (:class:`~bot.store.writer.Writer`: the
-statements of a unit run on the event loop, its ``BEGIN`` and ``COMMIT`` on a thread). ``async with store.unit():`` groups
-writes into one transaction (progress and the outbox change together, or not at all); calls
-outside a unit are their own transaction. Units nest: an inner one joins the outer. Reads
+Writes go through one connection guarded by a lock (:class:`~bot.store.writer.Writer`: a
+unit runs on the event loop, a thread takes only what must wait). ``async with store.unit():``
+groups writes into one transaction (progress and the outbox change together, or not at all);
+calls outside a unit are their own transaction. Units nest: an inner one joins the outer, in
+the same task only (a task started inside a unit is not in it). Reads
 inside a unit use the writing connection (they see the unit's own changes); reads outside one
 use a second, read-only connection through aiosqlite that sees the last commit and never
 waits for the lock (an in-memory database has only the one connection).

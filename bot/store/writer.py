@@ -84,14 +84,17 @@ class Writer:
         """Run ``fn(*args)`` on the connection's thread."""
         return await self.submit(fn, *args)
 
-    def _waiting(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-        """On the thread: a statement allowed to wait for another process's write lock."""
+    def _patiently(self, fn: Callable[[], T]) -> T:
+        """On the thread: ``fn()`` allowed to wait for another process's write lock."""
         db = self.db
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         try:
-            return db.execute(sql, params)
+            return fn()
         finally:
             db.execute("PRAGMA busy_timeout = 0")
+
+    def _waiting(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        return self._patiently(lambda: self.db.execute(sql, params))
 
     def submit_waiting(self, sql: str, params: Iterable[Any] = ()) -> asyncio.Future[Any]:
         """Queue a statement that may wait (``COMMIT``, ``ROLLBACK``, a write on its own);
@@ -102,15 +105,7 @@ class Writer:
         return await self.submit_waiting(sql, params)
 
     async def script(self, sql: str) -> None:
-        def run() -> None:
-            db = self.db
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            try:
-                db.executescript(sql)
-            finally:
-                db.execute("PRAGMA busy_timeout = 0")
-
-        await self.call(run)
+        await self.call(self._patiently, lambda: self.db.executescript(sql))
 
     # -- the event loop --
 
