@@ -36,7 +36,7 @@ from bot.store.records import (
     OutboxItem,
     TranscriptEntry,
 )
-from bot.store.writer import Writer
+from bot.store.writer import Writer, is_busy
 from sandbox.records import SandboxRecord, WaitlistEntry
 
 _MISSION_COLUMNS = frozenset({"chapter", "beat", "emitted", "state", "data", "pacing", "quorum"})
@@ -48,11 +48,6 @@ _MISSION_COLUMNS = frozenset({"chapter", "beat", "emitted", "state", "data", "pa
 _unit_task: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
     "kepler_store_unit", default=None
 )
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    """Another connection holds a lock this statement needs (it may go through later)."""
-    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _in_unit() -> bool:
@@ -175,7 +170,7 @@ class SQLiteStore:
                     self.conn.execute("COMMIT")
                     return
                 except sqlite3.OperationalError as exc:
-                    if not _busy(exc):
+                    if not is_busy(exc):
                         self.conn.execute("ROLLBACK")
                         raise
             commit = self.conn.submit_waiting("COMMIT")
@@ -207,7 +202,7 @@ class SQLiteStore:
                 try:
                     return self.conn.execute(sql, params).lastrowid or 0
                 except sqlite3.OperationalError as exc:
-                    if not _busy(exc):
+                    if not is_busy(exc):
                         raise
             done = self.conn.submit_waiting(sql, params)
         return (await done).lastrowid or 0

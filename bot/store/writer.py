@@ -32,6 +32,11 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000  # how long the thread waits for another process's write lock
 
 
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Another connection holds a lock this statement needs (it may go through later)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class Writer:
     """One ``sqlite3`` connection in autocommit mode (``isolation_level=None``) with a thread
     of its own for the statements that may wait."""
@@ -120,7 +125,7 @@ class Writer:
             try:
                 return self.db.execute(sql, tuple(params))
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if not is_busy(exc):
                     raise  # not a lock another connection holds: a real error
         return await self.execute_waiting(sql, params)
 
