@@ -1,9 +1,9 @@
-"""Change notices as asyncio tasks: Kubernetes watches with no thread per stream.
+"""Change notices on the event loop: Kubernetes watches with no thread or task per stream.
 
 :class:`AsyncChangeNotifier` holds one watch per needed kind (``Event`` excluded) for one
-learner's cluster, each an asyncio task on the bot's event loop reading the API server's
-JSON lines over its own connection (:class:`~sandbox.httpstream.HttpStream`, lean on memory:
-thousands stay open). It asks for ``GET <collection>?watch=1&allowWatchBookmarks=true&
+learner's cluster, each reading the API server's JSON lines over its own connection
+(:class:`~sandbox.httpstream.HttpStream`, lean on memory: thousands stay open) in that
+connection's callbacks. It asks for ``GET <collection>?watch=1&allowWatchBookmarks=true&
 resourceVersion=<rv>&timeoutSeconds=<window>`` starting at the snapshot's own list
 resourceVersion (nothing between the read and the watch is missed), sets
 :attr:`AsyncChangeNotifier.changed` on ``ADDED``/``MODIFIED``/``DELETED``, records
@@ -59,9 +59,11 @@ def backoff(failures: int) -> float:
 class AsyncChangeNotifier:
     """Sets :attr:`changed` (an ``asyncio.Event``) when any watched kind changes.
 
-    One asyncio task per kind in ``versions`` (except :data:`NOT_WATCHED`), resuming from the
-    last resourceVersion seen; a server timeout of ``window`` seconds (jittered) bounds an idle
-    learner to one request per kind per window.
+    One watch per kind in ``versions`` (except :data:`NOT_WATCHED`), resuming from the last
+    resourceVersion seen; a server timeout of ``window`` seconds (jittered) bounds an idle
+    learner to one request per kind per window. A watch holds a task only while it opens its
+    request (or waits to retry); once the answer streams, its events are handled in the
+    connection's own callbacks (:class:`_KindWatch`).
     """
 
     def __init__(self, reader: ClusterReader, versions: Mapping[str, str],
@@ -73,12 +75,12 @@ class AsyncChangeNotifier:
         self.changes = 0
         self.requests = 0
         self.last_error: ClusterError | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}  # kind -> its watch
+        self._watches: dict[str, _KindWatch] = {}
 
     @property
     def kinds(self) -> frozenset[str]:
         """The kinds being watched."""
-        return frozenset(self._tasks)
+        return frozenset(self._watches)
 
     def start(self) -> None:
         """Start the watches (call from the event loop)."""
@@ -86,8 +88,8 @@ class AsyncChangeNotifier:
             self._start(kind, rv)
 
     def _start(self, kind: str, rv: str) -> None:
-        self._tasks[kind] = asyncio.get_running_loop().create_task(
-            self._run(kind, rv), name=f"watch-{kind}")
+        w = self._watches[kind] = _KindWatch(self, kind, rv)
+        w.open()
 
     def retarget(self, versions: Mapping[str, str]) -> None:
         """Watch exactly the kinds of ``versions`` from now on: the streams of kinds already
@@ -95,29 +97,29 @@ class AsyncChangeNotifier:
         start from the given versions. A learner's next task mostly reads the same kinds as
         the last: only the difference costs requests and connections."""
         wanted = {k: v for k, v in versions.items() if k not in NOT_WATCHED}
-        for kind in [k for k in self._tasks if k not in wanted]:
-            self._tasks.pop(kind).cancel()
+        for kind in [k for k in self._watches if k not in wanted]:
+            self._watches.pop(kind).stop()
             self.versions.pop(kind, None)
         for kind, rv in wanted.items():
-            if kind not in self._tasks:
+            if kind not in self._watches:
                 self.versions[kind] = rv
                 self._start(kind, rv)
 
     def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        self._tasks.clear()
+        for w in self._watches.values():
+            w.stop()
+        self._watches.clear()
 
     async def aclose(self) -> None:
-        tasks, self._tasks = list(self._tasks.values()), {}
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        watches, self._watches = list(self._watches.values()), {}
+        openers = [t for t in (w.stop() for w in watches) if t is not None]
+        await asyncio.gather(*openers, return_exceptions=True)
 
     async def wait(self, timeout: float | None = None) -> bool:
         """True when a change arrived (the flag is then cleared); False on timeout."""
         try:
-            await asyncio.wait_for(self.changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.changed.wait()
         except TimeoutError:
             return False
         self.changed.clear()
@@ -144,75 +146,214 @@ class AsyncChangeNotifier:
                                     self.reader.observe)
         return str(((listed or {}).get("metadata") or {}).get("resourceVersion", ""))
 
-    async def _stream(self, kind: str, rv: str, window: int) -> tuple[str, bool, int]:
-        """One watch request: (last resourceVersion, expired?, events read)."""
-        path = KINDS[kind].path
-        what = f"{self.reader.server}{path}"
-        query = {"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": str(window)}
-        if rv:
-            query["resourceVersion"] = rv
-        stream, resp = await self._get(path, query)
-        try:
-            if resp.status_code == 410:
-                return rv, True, 0
-            if not 200 <= resp.status_code < 300:
-                raise await status_error(stream, resp, what)
-            seen = 0
-            buf = b""
-            loop = asyncio.get_running_loop()
-            quiet = window + 15.0  # the server sends at least a bookmark well within this
-            async with asyncio.timeout(quiet) as deadline:
-                async for chunk in stream.body():
-                    deadline.reschedule(loop.time() + quiet)
-                    buf += chunk
-                    if len(buf) > MAX_BODY:
-                        raise ClusterError(f"{what}: watch event too large")
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if not line.strip():
-                            continue
-                        seen += 1
-                        event = orjson.loads(line)
-                        obj = event.get("object") or {}
-                        kind_ = event.get("type")
-                        if kind_ == "ERROR":
-                            if obj.get("code") == 410:
-                                return rv, True, seen
-                            raise ClusterError(f"{what}: watch error {obj.get('code')} "
-                                               f"{obj.get('reason') or ''}".rstrip())
-                        rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                        if kind_ != "BOOKMARK":
-                            self._fire()
-            return rv, False, seen
-        finally:
-            release(stream)  # kept for the next request if the watch ended whole
+    def _failed(self, exc: BaseException, what: str) -> None:
+        self.last_error = exc if isinstance(exc, ClusterError) else map_error(exc, what)
+        if isinstance(exc, ClusterForbidden):
+            self.reader.credentials.refused()  # the token may have been rotated
 
-    async def _run(self, kind: str, rv: str) -> None:
-        failures = 0
+
+class _KindWatch:
+    """The watch of one kind: a short task opens each request; the answer's events are then
+    handled as they arrive (:class:`~sandbox.httpstream.EventSink`), with nothing awaiting.
+
+    After each answer: resume from the last version at once; after ``410 Expired`` fire
+    (conservative: re-check) and restart from a fresh ``LIST ?limit=1``; after an error, or an
+    answer that ended at once with nothing, wait :func:`backoff`. A stream silent for longer
+    than its window and :data:`QUIET_MARGIN` is ended by :data:`_QUIET` (one task for all
+    watches)."""
+
+    __slots__ = ("buf", "failures", "heard", "kind", "notifier", "opener", "rv", "seen",
+                 "started", "stream", "window")
+
+    def __init__(self, notifier: AsyncChangeNotifier, kind: str, rv: str) -> None:
+        self.notifier = notifier
+        self.kind = kind
+        self.rv = rv
+        self.failures = 0
+        self.opener: asyncio.Task[None] | None = None
+        self.stream: HttpStream | None = None
+        self.buf = b""
+        self.seen = 0  # events read from the current answer
+        self.started = self.heard = 0.0  # when it was asked for; when it last sent anything
+        self.window = 0  # the current request's timeoutSeconds
+
+    @property
+    def quiet(self) -> float:
+        """Seconds of silence after which the stream counts as dead: the server sends at least
+        a bookmark, or ends the answer, well within this."""
+        return self.window + QUIET_MARGIN
+
+    @property
+    def what(self) -> str:
+        return f"{self.notifier.reader.server}{KINDS[self.kind].path}"
+
+    def open(self, delay: float = 0.0, expired: bool = False) -> None:
+        self.opener = asyncio.get_running_loop().create_task(
+            self._open(delay, expired), name=f"watch-{self.kind}")
+
+    def stop(self) -> asyncio.Task[None] | None:
+        """Stop for good; returns the opening task, cancelled, if one was running."""
+        opener, self.opener = self.opener, None
+        if opener is not None:
+            opener.cancel()
+        self._let_go()
+        return opener
+
+    async def _open(self, delay: float, expired: bool) -> None:
+        n = self.notifier
+        path = KINDS[self.kind].path
         while True:
-            window = max(1, round(self.window * random.uniform(0.9, 1.0)))
-            started = time.monotonic()
             try:
-                rv, expired, seen = await self._stream(kind, rv, window)
+                if delay:
+                    await asyncio.sleep(delay)
+                    delay = 0.0
                 if expired:
-                    self._fire()  # we may have missed something: re-check
-                    rv = await self._list_version(kind)
-                    failures = 0
-                elif seen == 0 and time.monotonic() - started < min(1.0, window / 2):
-                    failures += 1  # ended at once with nothing: do not spin
-                    await asyncio.sleep(backoff(failures))
-                else:
-                    failures = 0
+                    n._fire()  # we may have missed something: re-check
+                    self.rv = await n._list_version(self.kind)
+                    expired = False
+                    self.failures = 0
+                window = max(1, round(n.window * random.uniform(0.9, 1.0)))
+                query = {"watch": "1", "allowWatchBookmarks": "true",
+                         "timeoutSeconds": str(window)}
+                if self.rv:
+                    query["resourceVersion"] = self.rv
+                started = time.monotonic()
+                stream, resp = await n._get(path, query)
+                if resp.status_code == 410:
+                    release(stream)
+                    expired = True
+                    continue
+                if not 200 <= resp.status_code < 300:
+                    try:
+                        raise await status_error(stream, resp, self.what)
+                    finally:
+                        release(stream)
             except ClusterError as exc:
-                self.last_error = exc
-                if isinstance(exc, ClusterForbidden):
-                    self.reader.credentials.refused()  # the token may have been rotated
-                failures += 1
-                await asyncio.sleep(backoff(failures))
+                n._failed(exc, self.what)
+                self.failures += 1
+                delay = backoff(self.failures)
+                continue
             except (TimeoutError, OSError, ValueError, h11.ProtocolError) as exc:
-                self.last_error = map_error(exc, f"{self.reader.server}{KINDS[kind].path}")
-                failures += 1
-                await asyncio.sleep(backoff(failures))
+                n._failed(exc, self.what)
+                self.failures += 1
+                delay = backoff(self.failures)
+                continue
+            self.opener = None
+            self.stream, self.buf, self.seen = stream, b"", 0
+            self.started = self.heard = started
+            self.window = window
+            _QUIET.add(self)
+            stream.deliver_to(self)
+            return
+
+    # -- the answer, pushed by the connection (sandbox.httpstream.EventSink) --
+
+    def on_event(self, event: object) -> None:
+        if isinstance(event, h11.Data):
+            self.heard = time.monotonic()
+            self.buf += bytes(event.data)
+            if len(self.buf) > MAX_BODY:
+                self._fail(ClusterError(f"{self.what}: watch event too large"))
+                return
+            *lines, self.buf = self.buf.split(b"\n")
+            for line in lines:
+                if line.strip() and not self._event(line):
+                    return
+        elif isinstance(event, h11.EndOfMessage):
+            self._ended(expired=False)
+
+    def on_end(self, error: BaseException) -> None:
+        self.stream = None  # the connection is gone: nothing to hand back
+        self._fail(error)
+
+    def _event(self, line: bytes) -> bool:
+        """One JSON line of the answer; False once it ended the stream."""
+        self.seen += 1
+        try:
+            event = orjson.loads(line)
+        except ValueError as exc:
+            self._fail(exc)
+            return False
+        obj = event.get("object") or {}
+        type_ = event.get("type")
+        if type_ == "ERROR":
+            if obj.get("code") == 410:
+                self._ended(expired=True)
+            else:
+                self._fail(ClusterError(f"{self.what}: watch error {obj.get('code')} "
+                                        f"{obj.get('reason') or ''}".rstrip()))
+            return False
+        self.rv = str((obj.get("metadata") or {}).get("resourceVersion") or self.rv)
+        if type_ != "BOOKMARK":
+            self.notifier._fire()
+        return True
+
+    def _let_go(self) -> None:
+        """Detach from the current answer; its connection goes back to the pool if the answer
+        was read whole (it is closed otherwise)."""
+        _QUIET.discard(self)
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.detach()
+            release(stream)
+
+    def _ended(self, expired: bool) -> None:
+        quick = time.monotonic() - self.started < min(1.0, self.window / 2)
+        self._let_go()
+        if expired:
+            self.open(expired=True)
+        elif self.seen == 0 and quick:  # ended at once with nothing: do not spin
+            self.failures += 1
+            self.open(delay=backoff(self.failures))
+        else:
+            self.failures = 0
+            self.open()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._let_go()
+        self.notifier._failed(exc, self.what)
+        self.failures += 1
+        self.open(delay=backoff(self.failures))
+
+
+class _QuietStreams:
+    """Ends watch streams that have sent nothing for longer than their ``quiet`` (a server
+    that died without closing the connection): one task per event loop looks every
+    :data:`QUIET_SWEEP` seconds, instead of a timer per stream."""
+
+    def __init__(self) -> None:
+        self._watches: dict[asyncio.AbstractEventLoop, set[_KindWatch]] = {}
+        self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+    def add(self, w: _KindWatch) -> None:
+        loop = asyncio.get_running_loop()
+        for gone in [lp for lp in self._watches if lp.is_closed()]:
+            self._watches.pop(gone, None)
+            self._tasks.pop(gone, None)
+        self._watches.setdefault(loop, set()).add(w)
+        if loop not in self._tasks:
+            self._tasks[loop] = loop.create_task(self._sweep(loop), name="watch-quiet-sweep")
+
+    def discard(self, w: _KindWatch) -> None:
+        for watches in self._watches.values():
+            watches.discard(w)
+
+    async def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self._watches.get(loop):
+                await asyncio.sleep(QUIET_SWEEP)
+                now = time.monotonic()
+                for w in [w for w in self._watches.get(loop, ()) if now - w.heard > w.quiet]:
+                    w._fail(TimeoutError(f"no word from the server for {w.quiet:.0f} s"))
+        finally:
+            self._tasks.pop(loop, None)
+            if not self._watches.get(loop):
+                self._watches.pop(loop, None)
+
+
+QUIET_SWEEP = 5.0  # seconds between looks for silent streams
+QUIET_MARGIN = 15.0  # seconds of silence past a request's window before it counts as dead
+_QUIET = _QuietStreams()
 
 
 def watch_changes(reader: ClusterReader, since: Snapshot, window: float = 600.0

@@ -328,7 +328,7 @@ async def test_the_next_task_watches_only_the_kinds_it_adds(emu: KubeEmulator) -
     assert await svc.wait_for_change(cluster, 0.3, two) is False
     watch = svc._watches[cluster]
     assert watch.notifier.kinds == two
-    pods = watch.notifier._tasks["Pod"]
+    pods = watch.notifier._watches["Pod"]
     deployment = c.get("Deployment", "life-support-system", "default")
     assert deployment is not None
     c.put(deployment)  # a write, even unchanged, is an event the watch hears
@@ -339,7 +339,7 @@ async def test_the_next_task_watches_only_the_kinds_it_adds(emu: KubeEmulator) -
     assert await svc.wait_for_change(cluster, 0.3, three) is False
     assert svc._watches[cluster] is watch
     assert watch.notifier.kinds == {"Pod", "PersistentVolumeClaim"}
-    assert watch.notifier._tasks["Pod"] is pods  # not restarted
+    assert watch.notifier._watches["Pod"] is pods  # not restarted
     watched = [r.path for r in c.requests if r.query.get("watch") in ("1", "true")]
     assert watched == [KINDS["PersistentVolumeClaim"].path]
 

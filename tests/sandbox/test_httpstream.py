@@ -7,6 +7,7 @@ import gc
 import ssl
 from collections import Counter
 
+import h11
 import pytest
 
 from sandbox.apihttp import auth_headers, ssl_context
@@ -49,6 +50,74 @@ async def test_a_watch_streams_events_as_they_happen(emu: KubeEmulator, cluster:
         emu[cluster].put(ob.config_map("new", "ops"))
         chunk = await asyncio.wait_for(anext(body), 3.0)  # one event, not the whole answer
         assert b'"ADDED"' in chunk and b'"name": "new"' in chunk
+    finally:
+        stream.close()
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.ended: list[BaseException] = []
+        self.arrived = asyncio.Event()
+
+    def on_event(self, event: object) -> None:
+        self.events.append(event)
+        self.arrived.set()
+
+    def on_end(self, error: BaseException) -> None:
+        self.ended.append(error)
+        self.arrived.set()
+
+
+async def test_a_pushed_stream_hands_each_event_to_its_sink(
+        emu: KubeEmulator, cluster: str) -> None:
+    cfg = emu.configuration(cluster, tls=True)
+    rv = emu[cluster].resource_version
+    url = (f"{cfg.host}{KINDS['ConfigMap'].path}?watch=1&resourceVersion={rv}"
+           "&timeoutSeconds=30")
+    stream = await HttpStream.get(url, auth_headers(cfg), ssl_context(cfg), 5.0)
+    sink = _Sink()
+    try:
+        assert (await stream.response()).status_code == 200
+        emu[cluster].put(ob.config_map("before", "ops"))
+        for _ in range(100):  # arrives while nobody reads: queued
+            if stream._events:
+                break
+            await asyncio.sleep(0.02)
+        stream.deliver_to(sink)  # what was queued goes first, at once
+        assert [type(e) for e in sink.events] == [h11.Data]
+        assert b'"name": "before"' in sink.events[0].data  # type: ignore[attr-defined]
+        sink.arrived.clear()
+        emu[cluster].put(ob.config_map("after", "ops"))
+        await asyncio.wait_for(sink.arrived.wait(), 3.0)  # pushed from the protocol itself
+        assert b'"name": "after"' in sink.events[-1].data  # type: ignore[attr-defined]
+        assert not sink.ended
+        sink.arrived.clear()
+        assert stream._transport is not None
+        stream._transport.abort()  # the connection drops mid-answer
+        await asyncio.wait_for(sink.arrived.wait(), 3.0)
+        assert len(sink.ended) == 1 and isinstance(sink.ended[0], ConnectionError)
+    finally:
+        stream.close()
+
+
+async def test_a_detached_sink_hears_nothing_more(emu: KubeEmulator, cluster: str) -> None:
+    cfg = emu.configuration(cluster, tls=False)
+    rv = emu[cluster].resource_version
+    url = (f"{cfg.host}{KINDS['ConfigMap'].path}?watch=1&resourceVersion={rv}"
+           "&timeoutSeconds=30")
+    stream = await HttpStream.get(url, auth_headers(cfg), None, 5.0)
+    sink = _Sink()
+    try:
+        assert (await stream.response()).status_code == 200
+        stream.deliver_to(sink)
+        stream.detach()
+        emu[cluster].put(ob.config_map("late", "ops"))
+        chunk = await asyncio.wait_for(anext(stream.body()), 3.0)  # queued for a reader again
+        assert b'"name": "late"' in chunk
+        stream.close()
+        await asyncio.sleep(0.05)
+        assert sink.events == [] and sink.ended == []
     finally:
         stream.close()
 

@@ -138,3 +138,81 @@ async def test_auth_is_asked_once_a_minute_and_again_after_a_401(
         assert await notifier.wait(3.0)  # watching again with the new token
     finally:
         await notifier.aclose()
+
+
+async def test_a_streaming_watch_holds_no_task(emu: KubeEmulator, name: str) -> None:
+    """An open watch is a connection and its callbacks: thousands stay open, and a task,
+    coroutines, a future and a timer for each were a third of what a full collection walked."""
+    c = emu[name]
+    r = ClusterReader.from_configuration(emu.configuration(name, tls=True))
+    rv = str(c.resource_version)
+    c.clear_requests()
+    notifier = AsyncChangeNotifier(r, {"Deployment": rv, "Pod": rv, "Service": rv})
+    notifier.start()
+    try:
+        for _ in range(100):
+            if c.count(watch=True) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert c.count(watch=True) == 3
+        await asyncio.sleep(0.05)
+        names = [t.get_name() for t in asyncio.all_tasks()]
+        assert not [n for n in names if n.startswith("watch-") and n != "watch-quiet-sweep"]
+        c.put(ob.pod("new", "ops", {"app": "web"}))
+        assert await notifier.wait(2.0)  # heard from the protocol's callback
+        assert notifier.kinds == {"Deployment", "Pod", "Service"}
+        notifier.retarget({"Pod": rv, "ConfigMap": rv})  # one stream stays, one starts
+        for _ in range(100):
+            if c.count(watch=True) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert c.count(watch=True) == 4
+        c.put(ob.config_map("cfg", "ops"))
+        assert await notifier.wait(2.0)
+        assert notifier.last_error is None
+    finally:
+        await notifier.aclose()
+    assert notifier.kinds == frozenset()
+
+
+async def test_a_silent_server_is_dropped_and_the_watch_reopens(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that stops talking without closing (a host gone, a half-open connection)."""
+    from kubernetes import client
+
+    from sandbox import watch
+
+    monkeypatch.setattr(watch, "QUIET_MARGIN", 0.3)
+    monkeypatch.setattr(watch, "QUIET_SWEEP", 0.1)
+    opened: list[asyncio.StreamWriter] = []
+    readers: list[asyncio.StreamReader] = []
+
+    async def answer_then_say_nothing(reader: asyncio.StreamReader,
+                                      writer: asyncio.StreamWriter) -> None:
+        opened.append(writer)
+        readers.append(reader)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+
+    server = await asyncio.start_server(answer_then_say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = client.Configuration(host=f"http://127.0.0.1:{port}")
+    notifier = AsyncChangeNotifier(ClusterReader.from_configuration(cfg), {"Pod": "1"},
+                                   window=1.0)
+    notifier.start()
+    try:
+        for _ in range(100):  # window 1 s + 0.3 s of silence, then 0.25-0.5 s of backoff
+            if len(opened) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(opened) >= 2  # dropped and asked again
+        assert readers[0].at_eof()  # the bot closed the silent connection
+        assert notifier.last_error is not None
+        assert not await notifier.wait(0.1)  # silence is not a change
+    finally:
+        await notifier.aclose()
+        for w in opened:
+            w.close()
+        server.close()
+        await server.wait_closed()
