@@ -72,6 +72,8 @@ class SQLiteStore:
         self._conn: Writer | None = None
         self._reader: aiosqlite.Connection | None = None  # reads outside a unit (file only)
         self._lock: Any = None
+        self._group: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]] = []
+        self._committer: asyncio.Task[None] | None = None  # commits self._group
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -107,6 +109,8 @@ class SQLiteStore:
         return self
 
     async def close(self) -> None:
+        if self._committer is not None:  # writes already queued are committed first
+            await asyncio.shield(self._committer)
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -191,21 +195,84 @@ class SQLiteStore:
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
         if _in_unit():
             return self.conn.execute(sql, params).lastrowid or 0
-        # One statement on its own is a transaction of its own (autocommit): no BEGIN and
-        # COMMIT around it. The lock keeps it out of another task's unit in progress. When it
-        # must wait (another process holds the write lock, or the thread has work queued),
-        # it goes to the thread; once queued there it runs before any later unit's BEGIN
-        # (first in, first out), so the lock is not held while it runs, and a cancel of this
-        # task cannot put it inside someone else's transaction.
-        async with self._lock:
-            if self.conn.idle:
+        # A write on its own joins the next group commit (:meth:`_commit_groups`): the writes
+        # that a thousand learners' tasks make in the same moment share one transaction and
+        # one disk sync, and each caller goes on only once its write is committed. Once
+        # queued it runs even if this task is cancelled, never inside another task's unit.
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._group.append((sql, tuple(params), done))
+        if self._committer is None:
+            self._committer = asyncio.get_running_loop().create_task(
+                self._commit_groups(), name="store-group-commit")
+        return await done
+
+    async def _commit_groups(self) -> None:
+        """Commit the queued lone writes, a group at a time, until none is left.
+
+        A WAL sync with ``synchronous=FULL`` was most of a lone write's cost: 0.22 ms of wall
+        time and 0.1 ms of CPU each here, against 0.015 / 0.009 ms per statement in groups of
+        ten, and it ran on the loop. A group waits for the store's lock like a unit, so it
+        collects every write queued meanwhile."""
+        try:
+            while self._group:
+                async with self._lock:
+                    group, self._group = self._group, []
+                    await self._commit_group(group)
+        finally:
+            self._committer = None
+
+    async def _commit_group(self, group: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]]
+                            ) -> None:
+        conn = self.conn
+        results: list[tuple[asyncio.Future[int], int | BaseException]] = []
+        try:
+            if len(group) == 1:  # one statement is a transaction of its own (autocommit)
+                sql, params, done = group[0]
                 try:
-                    return self.conn.execute(sql, params).lastrowid or 0
-                except sqlite3.OperationalError as exc:
-                    if not is_busy(exc):
+                    results.append((done, (await conn.now_or_waiting(sql, params)).lastrowid or 0))
+                except sqlite3.Error as exc:
+                    results.append((done, exc))
+                return
+            await conn.begin()
+            for sql, params, done in group:
+                try:
+                    results.append((done, conn.execute(sql, params).lastrowid or 0))
+                except sqlite3.Error as exc:
+                    # a failed statement undoes only itself (SQLite's statement journal),
+                    # unless the error ended the whole transaction (disk full, I/O)
+                    results.append((done, exc))
+                    if not conn.db.in_transaction:
                         raise
-            done = self.conn.submit_waiting(sql, params)
-        return (await done).lastrowid or 0
+            await self._commit_now_or_waiting()
+        except BaseException as exc:
+            if conn.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await asyncio.shield(conn.execute_waiting("ROLLBACK"))
+            failed = exc if isinstance(exc, Exception) else sqlite3.OperationalError(
+                "the store closed before this write was committed")
+            results = [(done, failed) for _sql, _params, done in group]
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for done, result in results:
+                if done.done():
+                    continue
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    async def _commit_now_or_waiting(self) -> None:
+        """``COMMIT`` on the loop when the thread is idle, else queued there."""
+        conn = self.conn
+        if conn.idle:
+            try:
+                conn.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+        await conn.execute_waiting("COMMIT")
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         if _in_unit():
