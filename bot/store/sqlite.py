@@ -199,6 +199,7 @@ class SQLiteStore:
         # that a thousand learners' tasks make in the same moment share one transaction and
         # one disk sync, and each caller goes on only once its write is committed. Once
         # queued it runs even if this task is cancelled, never inside another task's unit.
+        self.conn  # noqa: B018  (a closed store says so at once: "store is not open")
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._group.append((sql, tuple(params), done))
         if self._committer is None:
@@ -223,9 +224,10 @@ class SQLiteStore:
 
     async def _commit_group(self, group: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]]
                             ) -> None:
-        conn = self.conn
         results: list[tuple[asyncio.Future[int], int | BaseException]] = []
+        conn: Writer | None = None
         try:
+            conn = self.conn  # the store may have closed meanwhile: every caller hears it
             if len(group) == 1:  # one statement is a transaction of its own (autocommit)
                 sql, params, done = group[0]
                 try:
@@ -241,11 +243,11 @@ class SQLiteStore:
                     # a failed statement undoes only itself (SQLite's statement journal),
                     # unless the error ended the whole transaction (disk full, I/O)
                     results.append((done, exc))
-                    if not conn.db.in_transaction:
+                    if not conn.in_transaction:
                         raise
             await self._commit_now_or_waiting()
         except BaseException as exc:
-            if conn.db.in_transaction:
+            if conn is not None and conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     await asyncio.shield(conn.execute_waiting("ROLLBACK"))
             failed = exc if isinstance(exc, Exception) else sqlite3.OperationalError(

@@ -69,6 +69,11 @@ class Writer:
         return self.db.total_changes
 
     @property
+    def in_transaction(self) -> bool:
+        """A transaction is open (False once closed)."""
+        return self._db is not None and self._db.in_transaction
+
+    @property
     def idle(self) -> bool:
         """Nothing queued on the thread: the loop may use the connection."""
         return self._queued == 0
