@@ -382,11 +382,21 @@ async def get_json(cfg: client.Configuration, credentials: Credentials, path: st
     A pooled connection that fails before its answer ends (the server closed it while idle)
     is retried once on a new one; a 429/503 with a ``Retry-After`` of at most
     :data:`RETRY_AFTER_MAX` seconds is retried once after that wait."""
+    return parse_json(await get_bytes(cfg, credentials, path, query, what, observe), what)
+
+
+async def get_bytes(cfg: client.Configuration, credentials: Credentials, path: str,
+                    query: dict[str, str], what: str, observe: Observe | None = None) -> bytes:
+    """:func:`get_json`'s answer before parsing (the body of a 2xx)."""
     try:
-        body = await _get_body(cfg, credentials, path, query, what, observe)
+        return await _get_body(cfg, credentials, path, query, what, observe)
     except ClusterForbidden:
         credentials.refused()
         raise
+
+
+def parse_json(body: bytes, what: str) -> Any:
+    """An answer's JSON, or a :class:`ClusterError` naming ``what``."""
     try:
         return orjson.loads(body)  # a LIST's JSON is most of a check's parsing: 3-4x faster
     except ValueError:  # orjson.JSONDecodeError is one

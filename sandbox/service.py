@@ -237,8 +237,10 @@ class ClusterService:
             await self.on_use(learner_id)  # type: ignore[operator]
         reader = await self.reader(learner_id)
         self.reads += 1
+        w = self._watches.get(learner_id)
+        marks = w.notifier.mark if w is not None and w.reader is reader else None
         try:
-            snap = await reader.read_async(kinds, self.timeout)
+            snap = await reader.read_async(kinds, self.timeout, marks)
         except ClusterError:
             self._failures[learner_id] = self._failures.get(learner_id, 0) + 1
             raise

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +45,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
-from sandbox.apihttp import Credentials, Observe, get_json
+from sandbox.apihttp import Credentials, Observe, get_bytes, parse_json
 from sandbox.errors import (
     ClusterError,
     ClusterTimeout,
@@ -60,6 +60,7 @@ from sandbox.objectives import Snapshot
 KINDS: dict[str, Kind] = BY_KIND
 KindRef = Kind  # the name this module used to define
 NOT_WATCHED = frozenset({"Event"})  # changes as a side effect of everything else
+KEEP_MAX = 1024 * 1024  # bytes: a larger LIST answer is not kept between reads
 
 
 # --- reader ----------------------------------------------------------------------------------
@@ -74,6 +75,8 @@ class ClusterReader:
         self.observe: Observe | None = None  # hears of each async request (metrics)
         host = urlsplit(api_client.configuration.host or "")
         self.server = f"{host.scheme}://{host.netloc}{host.path}"
+        self._kept: dict[str, tuple[bytes, Hashable]] = {}  # kind -> (LIST answer, its mark)
+        self.kept_reads = 0  # LISTs answered from a kept answer (read_async)
 
     # -- construction --
 
@@ -162,9 +165,17 @@ class ClusterReader:
             objects[kind], versions[kind] = _items(kind, self.list(kind, left))
         return Snapshot(objects, versions=versions)
 
-    async def read_async(self, kinds: Iterable[str], timeout: float = 10.0) -> Snapshot:
-        """:meth:`read` on the event loop (:mod:`sandbox.apihttp`, no thread): exactly one
-        LIST per kind, one after another, all within ``timeout`` seconds."""
+    async def read_async(self, kinds: Iterable[str], timeout: float = 10.0,
+                         marks: Callable[[str], Hashable | None] | None = None) -> Snapshot:
+        """:meth:`read` on the event loop (:mod:`sandbox.apihttp`, no thread): at most one
+        LIST per kind, one after another, all within ``timeout`` seconds.
+
+        ``marks`` (the learner's watch: :meth:`sandbox.watch.AsyncChangeNotifier.mark`) says
+        where each watched kind's stream stands. A LIST's answer is kept (as the bytes it came
+        in: nothing for the garbage collector to walk) with the mark taken just before it;
+        while the kind's mark stays the same, no change was heard and none missed, and the
+        next read parses the kept answer instead of asking again. So a check after a Pod
+        changed lists Pods, not the Services and Namespaces of the same task as well."""
         wanted = _known(kinds)
         cfg = self.api.configuration
         objects: dict[str, list[dict[str, Any]]] = {}
@@ -178,11 +189,28 @@ class ClusterReader:
             async with asyncio.timeout(timeout):
                 for kind in wanted:
                     what = f"{self.server}{KINDS[kind].path}"
-                    listed = await get_json(cfg, self.credentials, KINDS[kind].path, {}, what,
-                                            self.observe)
-                    objects[kind], versions[kind] = _items(kind, _as_list(listed, what))
+                    mark = marks(kind) if marks is not None else None
+                    kept = self._kept.get(kind)
+                    if mark is not None and kept is not None and kept[1] == mark:
+                        body = kept[0]
+                        self.kept_reads += 1
+                    else:
+                        body = await get_bytes(cfg, self.credentials, KINDS[kind].path, {},
+                                               what, self.observe)
+                        if mark is not None and len(body) <= KEEP_MAX:
+                            self._kept[kind] = (body, mark)
+                        else:
+                            self._kept.pop(kind, None)
+                    listed = _as_list(parse_json(body, what), what)
+                    objects[kind], versions[kind] = _items(kind, listed)
         except TimeoutError:
             raise ClusterTimeout(f"{self.server}: no snapshot within {timeout:g} s") from None
+        finally:
+            if marks is None:
+                self._kept.clear()
+            else:  # kinds no longer watched: their answers say nothing any more
+                for kind in [k for k in self._kept if marks(k) is None]:
+                    del self._kept[kind]
         return Snapshot(objects, versions=versions)
 
 

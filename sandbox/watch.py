@@ -20,6 +20,7 @@ the ``Authorization`` header and never logged or put in an error text.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import Mapping
@@ -129,6 +130,19 @@ class AsyncChangeNotifier:
         self.changes += 1
         self.changed.set()
 
+    def mark(self, kind: str) -> tuple[int, int] | None:
+        """Where ``kind``'s watch stands while its answer streams: the same mark later means
+        no change of that kind was heard in between, and none was missed (the watch had no
+        gap). ``None`` when the kind is not being watched on a live stream right now.
+
+        A LIST made after a mark was taken stays exact as long as the mark stays the same
+        (:meth:`sandbox.snapshot.ClusterReader.read_async` keeps it): the watch's first
+        version is older than the LIST's, so every later change reaches the watch."""
+        w = self._watches.get(kind)
+        if w is None or w.stream is None:
+            return None
+        return w.epoch, w.changes
+
     # -- requests --
 
     async def _get(self, path: str, query: dict[str, str]) -> tuple[HttpStream, h11.Response]:
@@ -162,8 +176,8 @@ class _KindWatch:
     than its window and :data:`QUIET_MARGIN` is ended by :data:`_QUIET` (one task for all
     watches)."""
 
-    __slots__ = ("buf", "failures", "heard", "kind", "notifier", "opener", "rv", "seen",
-                 "started", "stream", "window")
+    __slots__ = ("buf", "changes", "epoch", "failures", "heard", "kind", "notifier", "opener",
+                 "rv", "seen", "started", "stream", "window")
 
     def __init__(self, notifier: AsyncChangeNotifier, kind: str, rv: str) -> None:
         self.notifier = notifier
@@ -176,6 +190,10 @@ class _KindWatch:
         self.seen = 0  # events read from the current answer
         self.started = self.heard = 0.0  # when it was asked for; when it last sent anything
         self.window = 0  # the current request's timeoutSeconds
+        # A run of answers with no gap between them (each resumes where the last ended, so
+        # every change after the first version is heard) and the changes heard in it.
+        self.epoch = next(_epochs)
+        self.changes = 0
 
     @property
     def quiet(self) -> float:
@@ -209,6 +227,7 @@ class _KindWatch:
                     delay = 0.0
                 if expired:
                     n._fire()  # we may have missed something: re-check
+                    self.epoch = next(_epochs)  # a gap: what came before says nothing now
                     self.rv = await n._list_version(self.kind)
                     expired = False
                     self.failures = 0
@@ -285,6 +304,7 @@ class _KindWatch:
             return False
         self.rv = str((obj.get("metadata") or {}).get("resourceVersion") or self.rv)
         if type_ != "BOOKMARK":
+            self.changes += 1
             self.notifier._fire()
         return True
 
@@ -351,6 +371,7 @@ class _QuietStreams:
                 self._watches.pop(loop, None)
 
 
+_epochs = itertools.count(1)
 QUIET_SWEEP = 5.0  # seconds between looks for silent streams
 QUIET_MARGIN = 15.0  # seconds of silence past a request's window before it counts as dead
 _QUIET = _QuietStreams()
