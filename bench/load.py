@@ -505,7 +505,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         # (for a profiler to attach to this phase only: py-spy record -p PID -d SECONDS)
         print(f"active phase: pid {os.getpid()}, {active_s:.0f} s", file=sys.stderr, flush=True)
         a0 = await emu.acall("now")
-        cpu_a0, checks_a0 = time.process_time(), stats.checks
+        cpu_a0, checks_a0, kept_a0 = time.process_time(), stats.checks, service.kept_reads
         conn0 = (connections.opened, connections.reused, connections.streams,
                  connections.resumed)
         emu_cpu0 = await emu.acall("cpu")
@@ -587,6 +587,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         cpu_active = time.process_time() - cpu_a0
         emu_cpu_active = await emu.acall("cpu") - emu_cpu0
         checks_active = stats.checks - checks_a0
+        kept_active = service.kept_reads - kept_a0
         opened, reused, streams, resumed = (
             b - a for a, b in zip(conn0, (connections.opened, connections.reused,
                                           connections.streams, connections.resumed),
@@ -677,6 +678,8 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "check_read_max": max(stats.check_seconds, default=float("nan")),
             "check_errors_active": stats.check_errors,
             "reads_reusing_a_connection": reused / max(1, reused + opened),
+            "lists_kept_per_check": kept_active / checks,
+            "lists_asked_per_check": (reused + opened) / checks,
             "tls_handshakes_per_check": handshakes / checks,
             "tls_handshakes_per_check_reads": opened / checks,
             "tls_handshakes_per_check_watches": streams / checks,

@@ -173,6 +173,11 @@ class ClusterService:
                 cached.reader.close()
             return fresh.reader
 
+    @property
+    def kept_reads(self) -> int:
+        """LISTs answered from a kept answer (no request) by the open readers, in total."""
+        return sum(r.reader.kept_reads for r in self._readers.values())
+
     def client_for(self, learner_id: str) -> client.ApiClient | None:
         """The learner's ApiClient if one is open (the voice's read-only tools use it)."""
         cached = self._readers.get(learner_id)
