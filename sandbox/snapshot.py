@@ -26,8 +26,8 @@ Change notices: why watches and not polling
     well under a second. On ``410 Expired`` it sets the event (conservative: re-check) and
     restarts from a fresh ``LIST ?limit=1``.
 
-    Cost: watches are asyncio tasks on lean connections (:mod:`sandbox.httpstream`), not
-    threads: a thousand learners' streams add no thread to the bot process and no GIL
+    Cost: watches are callbacks of lean connections (:mod:`sandbox.httpstream`), not
+    threads or tasks: a thousand learners' streams add no thread to the bot process and no GIL
     contention with the event loop. Learners not on a task need no notifier.
 """
 

@@ -247,12 +247,7 @@ class _KindWatch:
                         raise await status_error(stream, resp, self.what)
                     finally:
                         release(stream)
-            except ClusterError as exc:
-                n._failed(exc, self.what)
-                self.failures += 1
-                delay = backoff(self.failures)
-                continue
-            except (TimeoutError, OSError, ValueError, h11.ProtocolError) as exc:
+            except (ClusterError, TimeoutError, OSError, ValueError, h11.ProtocolError) as exc:
                 n._failed(exc, self.what)
                 self.failures += 1
                 delay = backoff(self.failures)
