@@ -245,7 +245,7 @@ class SQLiteStore:
                     results.append((done, exc))
                     if not conn.in_transaction:
                         raise
-            await self._commit_now_or_waiting()
+            await conn.now_or_waiting("COMMIT")
         except BaseException as exc:
             if conn is not None and conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -263,18 +263,6 @@ class SQLiteStore:
                     done.set_exception(result)
                 else:
                     done.set_result(result)
-
-    async def _commit_now_or_waiting(self) -> None:
-        """``COMMIT`` on the loop when the thread is idle, else queued there."""
-        conn = self.conn
-        if conn.idle:
-            try:
-                conn.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-        await conn.execute_waiting("COMMIT")
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         if _in_unit():
