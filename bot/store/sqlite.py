@@ -65,12 +65,21 @@ async def _connect(path: str) -> aiosqlite.Connection:
     return conn
 
 
+def _quick_reader(path: str) -> sqlite3.Connection:
+    """A read-only connection used on the loop: never waits for a lock (``timeout=0``)."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA query_only=ON")
+    return db
+
+
 class SQLiteStore:
     def __init__(self, path: str | Path, *, migrations: Sequence[str] = MIGRATIONS):
         self.path = str(path)
         self._migrations = migrations
         self._conn: Writer | None = None
-        self._reader: aiosqlite.Connection | None = None  # reads outside a unit (file only)
+        self._reader: aiosqlite.Connection | None = None  # scans outside a unit (file only)
+        self._quick: sqlite3.Connection | None = None  # reads by key outside a unit, on the loop
         self._lock: Any = None
         self._group: list[tuple[str, tuple[Any, ...], asyncio.Future[int]]] = []
         self._committer: asyncio.Task[None] | None = None  # commits self._group
@@ -106,6 +115,7 @@ class SQLiteStore:
             self._reader = await _connect(self.path)
             await self._reader.execute("PRAGMA query_only=ON")
             await self._reader.execute("PRAGMA busy_timeout=5000")
+            self._quick = await asyncio.to_thread(_quick_reader, self.path)
         return self
 
     async def close(self) -> None:
@@ -114,6 +124,9 @@ class SQLiteStore:
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -264,9 +277,23 @@ class SQLiteStore:
                 else:
                     done.set_result(result)
 
-    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+    async def _rows(self, sql: str, params: Iterable[Any] = (), *, scan: bool = False
+                    ) -> list[sqlite3.Row]:
+        """Rows of a read. Outside a unit, a read by key (the engine's, a few rows through an
+        index) runs at once on the loop's own reading connection: microseconds, where a
+        hand-off to a thread and back cost a tenth of a millisecond of CPU, for each of a
+        check's half-dozen reads. A ``scan`` (whole tables, a transcript) goes to the reading
+        thread, so that it never holds up the loop."""
         if _in_unit():
             return self.conn.rows(sql, params)
+        if not scan and self._quick is not None:
+            try:
+                # one statement in autocommit: its read transaction ends with fetchall, and
+                # sees the last commit (WAL readers do not wait for the writer)
+                return self._quick.execute(sql, tuple(params)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise  # else (a WAL recovery in progress) the thread waits for it
         if self._reader is not None:
             # Execute and fetch in one job of the reader's thread: a cursor left open between
             # two awaits would hold a read transaction, and every read queued meanwhile would
@@ -276,8 +303,9 @@ class SQLiteStore:
             done = self.conn.submit(self.conn.rows, sql, params)
         return await done
 
-    async def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        rows = await self._rows(sql, params)
+    async def _one(self, sql: str, params: Iterable[Any] = (), *, scan: bool = False
+                   ) -> sqlite3.Row | None:
+        rows = await self._rows(sql, params, scan=scan)
         return rows[0] if rows else None
 
     # --- learners -----------------------------------------------------------------------
@@ -377,7 +405,7 @@ class SQLiteStore:
         return [self._mission(r) for r in rows]
 
     async def all_missions(self) -> list[Mission]:
-        return [self._mission(r) for r in await self._rows("SELECT * FROM missions ORDER BY id")]
+        return [self._mission(r) for r in await self._rows("SELECT * FROM missions ORDER BY id", scan=True)]
 
     async def update_mission(self, mission_id: int, **changes: Any) -> None:
         """Write only the named columns: a concurrent change to another column survives."""
@@ -446,7 +474,8 @@ class SQLiteStore:
         rows = await self._rows(
             "SELECT x.*, l.name FROM members x JOIN learners l ON l.id = x.learner_id "
             "JOIN missions m ON m.id = x.mission_id WHERE m.state = 'running' "
-            "ORDER BY x.mission_id, x.joined, x.learner_id"
+            "ORDER BY x.mission_id, x.joined, x.learner_id",
+            scan=True,
         )
         out: dict[int, list[Member]] = {}
         for r in rows:
@@ -548,7 +577,9 @@ class SQLiteStore:
         ]
 
     async def missions_with_pending(self) -> list[int]:
-        rows = await self._rows("SELECT DISTINCT mission_id FROM outbox WHERE sent_at IS NULL")
+        rows = await self._rows(
+            "SELECT DISTINCT mission_id FROM outbox WHERE sent_at IS NULL", scan=True
+        )
         return [r["mission_id"] for r in rows]
 
     async def prune_outbox(self, sent_before: float) -> int:
@@ -590,7 +621,9 @@ class SQLiteStore:
 
     async def transcript(self, scope: str, after_id: int = 0) -> list[TranscriptEntry]:
         rows = await self._rows(
-            "SELECT * FROM transcripts WHERE scope = ? AND id > ? ORDER BY id", (scope, after_id)
+            "SELECT * FROM transcripts WHERE scope = ? AND id > ? ORDER BY id",
+            (scope, after_id),
+            scan=True,
         )
         return [
             TranscriptEntry(r["id"], r["role"], r["speaker"], r["content"], r["tokens"], r["at"])
@@ -676,6 +709,7 @@ class SQLiteStore:
             " coalesce(sum(cache_creation_tokens), 0) AS cache_creation_tokens"
             f" FROM voice_usage WHERE {' AND '.join(where)}",
             params,
+            scan=True,
         )
         keys = (
             "requests",
@@ -721,10 +755,14 @@ class SQLiteStore:
 
     async def sandboxes(self, guild: str | None = None) -> list[SandboxRecord]:
         if guild is None:
-            rows = await self._rows("SELECT * FROM sandboxes ORDER BY created, learner_id")
+            rows = await self._rows(
+                "SELECT * FROM sandboxes ORDER BY created, learner_id", scan=True
+            )
         else:
             rows = await self._rows(
-                "SELECT * FROM sandboxes WHERE guild = ? ORDER BY created, learner_id", (guild,)
+                "SELECT * FROM sandboxes WHERE guild = ? ORDER BY created, learner_id",
+                (guild,),
+                scan=True,
             )
         return [self._sandbox(r) for r in rows]
 
@@ -747,11 +785,14 @@ class SQLiteStore:
 
     async def waitlist(self, guild: str | None = None) -> list[WaitlistEntry]:
         if guild is None:
-            rows = await self._rows("SELECT * FROM sandbox_waitlist ORDER BY since, learner_id")
+            rows = await self._rows(
+                "SELECT * FROM sandbox_waitlist ORDER BY since, learner_id", scan=True
+            )
         else:
             rows = await self._rows(
                 "SELECT * FROM sandbox_waitlist WHERE guild IS ? ORDER BY since, learner_id",
                 (guild,),
+                scan=True,
             )
         return [WaitlistEntry(r["learner_id"], r["guild"], r["since"]) for r in rows]
 

@@ -86,3 +86,26 @@ async def test_under_a_storm_of_reads_every_write_is_seen_by_the_next_read(
         stop.set()
         await asyncio.gather(*storms, return_exceptions=True)
         await store.close()
+
+
+async def test_a_read_by_key_answers_without_leaving_the_loop(tmp_path: Path) -> None:
+    """A check's reads (its mission, its members, its outbox) run on the loop's reading
+    connection: the coroutine finishes on its first step, with no thread to wait for."""
+    store = await SQLiteStore(tmp_path / "k.db").open()
+    try:
+        await store.ensure_learner("a", "Ada")
+        m = await store.create_mission(Address("discord", "solo", "1"))
+        await store.add_member(m.id, "a")
+        await store.save_mission(replace(m, chapter=2))  # a lone write, group-committed
+        for read, want in ((store.get_mission(m.id), 2), (store.members(m.id), ["a"])):
+            try:
+                read.send(None)
+            except StopIteration as done:
+                got = done.value
+            else:
+                read.close()
+                raise AssertionError("the read suspended")
+            assert (got.chapter if want == 2 else [x.learner_id for x in got]) == want
+    finally:
+        await store.close()
+
