@@ -46,7 +46,10 @@ from sandbox.httpstream import HttpStream
 CONNECT_TIMEOUT = 10.0
 HEADERS_TTL = 60.0  # seconds the auth headers are reused before asking the config again
 MAX_BODY = 64 * 1024 * 1024  # one LIST or watch event; far above any sane answer
-IDLE_TIMEOUT = 30.0  # seconds an unused connection is kept (servers close after 60-120 s)
+# Seconds an unused connection is kept: under kube-apiserver's own idle timeout (90 s,
+# k8s.io/apiserver ServingInfo.Serve) and a cloud load balancer's common 60 s, and over the
+# usual spacing of one learner's checks, so that most checks find their last connection.
+IDLE_TIMEOUT = 55.0
 MAX_IDLE_PER_CLUSTER = 2  # a learner's reads run one after another: one is usually enough
 MAX_IDLE_TOTAL = 2048  # beyond this the least recently used idle connection is closed
 RETRY_AFTER_MAX = 5.0  # a 429/503 asking to wait longer than this is an error at once

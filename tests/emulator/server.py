@@ -963,7 +963,6 @@ class _Api:
         emu = self.h.server.emulator
         rv_param = query.get("resourceVersion", "")
         self.h.start_stream()
-        self.h.close_connection = True
 
         def send(type_: str, obj: Obj) -> None:
             self.h.write_chunk(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
@@ -1014,9 +1013,11 @@ class _Api:
                     break
             if bookmarks:
                 bookmark()
+            # The connection stays open for the next request, as kube-apiserver's does
+            # (Go's HTTP/1.1 server keeps a connection whose chunked answer ended).
             self.h.end_stream()
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            pass
+        except OSError:  # the client went away mid-answer
+            self.h.close_connection = True
 
 
 # --- the emulator --------------------------------------------------------------------------

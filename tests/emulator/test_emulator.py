@@ -220,6 +220,30 @@ def test_watch_bookmark_and_raw_lines(emu: KubeEmulator, cluster_name: str) -> N
     assert lines[-1]["object"]["metadata"]["resourceVersion"] == rv
 
 
+
+def test_a_watch_that_ends_leaves_its_connection_open(emu: KubeEmulator,
+                                                       cluster_name: str) -> None:
+    """kube-apiserver (Go's HTTP/1.1 server) ends a watch's chunked answer and keeps the
+    connection for the next request; so does the emulator (a client reuses it, no new TLS)."""
+    import http.client
+
+    c = emu[cluster_name]
+    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=5)
+    headers = {"Authorization": f"Bearer {c.token}"}
+    try:
+        conn.request("GET", f"/clusters/{cluster_name}/api/v1/nodes?watch=1&timeoutSeconds=1",
+                     headers=headers)
+        answer = conn.getresponse()
+        assert answer.status == 200 and answer.getheader("Connection") != "close"
+        assert [json.loads(x)["type"] for x in answer.read().splitlines()] == ["ADDED", "ADDED"]
+        sock = conn.sock
+        conn.request("GET", f"/clusters/{cluster_name}/version", headers=headers)
+        again = conn.getresponse()
+        assert again.status == 200 and json.loads(again.read())["major"] == "1"
+        assert conn.sock is sock  # the same connection answered
+    finally:
+        conn.close()
+
 def test_kubectl_get_nodes(emu: KubeEmulator, cluster_name: str, tmp_path: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
