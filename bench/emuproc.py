@@ -18,6 +18,7 @@ from typing import Any
 Obj = dict[str, Any]
 NICE = 19  # the emulator takes what CPU the bot leaves (see serve())
 WAKE = 30.0  # seconds an idle watch sleeps between looks (the emulator's own is 0.5 s)
+IO = "asyncio"  # how the emulator serves: one event loop per process, not a thread per connection
 
 
 class _SlowWake(threading.Condition):
@@ -36,7 +37,8 @@ def _key(o: Obj, cluster_scoped: set[str]) -> tuple[str, str, str]:
     return o["kind"], ns, meta["name"]
 
 
-def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE) -> None:
+def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE,
+          io: str = IO) -> None:
     """Child process entry point: run the emulator and answer commands until ``stop``.
 
     It runs at ``nice 19``: on a small machine the emulator's thousands of threads (one per
@@ -44,7 +46,8 @@ def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE) -
     took 0.6 s of CPU but up to 3.6 s of wall time while emulator threads held its core);
     real learners' clusters run elsewhere. Its slowness then shows as API latency, as a loaded
     control plane's would. On a machine shared with other work, ``nice 19`` starves it behind
-    every other tenant instead (reads time out by the thousand): ``--emulator-nice``."""
+    every other tenant instead (reads time out by the thousand): ``--emulator-nice``.
+    ``io`` is :class:`KubeEmulator`'s: ``asyncio`` holds tens of thousands of watches."""
     import os
 
     os.nice(nice)
@@ -52,7 +55,7 @@ def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE) -
     from tests.emulator.server import BY_KIND
 
     scoped = {k for k, info in BY_KIND.items() if not info.namespaced}
-    emu = KubeEmulator(bookmark_interval=bookmark_interval).start()
+    emu = KubeEmulator(bookmark_interval=bookmark_interval, io=io).start()
     emu.url("default", tls=True)  # start the TLS listener: learners' kubeconfigs use it
     lock = threading.Lock()
 
@@ -60,7 +63,8 @@ def serve(conn: Connection, bookmark_interval: float = 60.0, nice: int = NICE) -
         out = {}
         for name, objs in clusters.items():
             c = emu.add_cluster(name)
-            c.changed = _SlowWake(c.lock)
+            if io == "threads":
+                c.changed = _SlowWake(c.lock)
             c.put(*objs)
             out[name] = emu.kubeconfig_dict(name)
         return out

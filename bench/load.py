@@ -76,10 +76,10 @@ LAST = 5
 class Emulator:
     """The child process and a thread-safe, awaitable command channel to it."""
 
-    def __init__(self, nice: int = emuproc.NICE) -> None:
+    def __init__(self, nice: int = emuproc.NICE, io: str = emuproc.IO) -> None:
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=emuproc.serve, args=(child, 60.0, nice), daemon=True)
+        self.proc = ctx.Process(target=emuproc.serve, args=(child, 60.0, nice, io), daemon=True)
         self.proc.start()
         self._lock = threading.Lock()
         # Its own thread: queued commands must not hold up the bot's ``to_thread`` work.
@@ -109,13 +109,14 @@ class Emulator:
 class Emulators:
     """The clusters spread over ``n`` emulator processes (cluster ``l<i>`` on shard i mod n).
 
-    One Python process serving every learner's watch streams runs a thread per connection
-    (~6,000 at 1,000 learners) behind one GIL; under load it could collapse into a futex storm
-    (load average in the thousands, the CPU all kernel time) that starved the bot as well.
-    Shards keep each process's thread count, and its GIL queue, a fraction of that."""
+    With ``io="threads"`` a process runs a thread per connection (~6,000 at 1,000 learners)
+    behind one GIL; under load it could collapse into a futex storm (load average in the
+    thousands, the CPU all kernel time) that starved the bot as well, and shards kept each
+    process's thread count a fraction of that. ``io="asyncio"`` (the default) serves each
+    shard from one event loop; shards then spread the emulator over the machine's cores."""
 
-    def __init__(self, n: int, nice: int = emuproc.NICE):
-        self.shards = [Emulator(nice) for _ in range(n)]
+    def __init__(self, n: int, nice: int = emuproc.NICE, io: str = emuproc.IO):
+        self.shards = [Emulator(nice, io) for _ in range(n)]
 
     def _of(self, name: str) -> Emulator:
         return self.shards[int(name.lstrip("l")) % len(self.shards)]
@@ -325,7 +326,7 @@ async def handshake_cpu(kubeconfig: dict[str, Any], rounds: int = 40) -> tuple[f
 async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float,
               settle_s: float = 20.0, sampler: StallSampler | None = None,
               shards: int = 4, design: str = "ours", keep_alive: bool = True,
-              emulator_nice: int = emuproc.NICE) -> dict:
+              emulator_nice: int = emuproc.NICE, emulator_io: str = emuproc.IO) -> dict:
     """One run; ``design`` "ours" (watches) or "peer" (poll every active task each second);
     ``keep_alive`` False: a new connection and a full TLS handshake per read (as before)."""
     from tests.course_states import states
@@ -339,7 +340,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
     course = load_course()
     before = {c: states.before(c).objects() for c in CHAPTERS}
     after = {c: states.after(c, with_drill=False).objects() for c in CHAPTERS}
-    emu = Emulators(shards, emulator_nice)
+    emu = Emulators(shards, emulator_nice, emulator_io)
     tmp = tempfile.TemporaryDirectory(prefix="kepler-bench-")
     stats = Stats()
     try:
@@ -673,6 +674,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "emulator_cpu_share_of_core": emu_cpu_active / (a1 - a0),
             "emulator_processes": shards,
             "emulator_nice": emulator_nice,
+            "emulator_io": emulator_io,
             "check_read_p50": pct(stats.check_seconds, 50),
             "check_read_p95": pct(stats.check_seconds, 95),
             "check_read_max": max(stats.check_seconds, default=float("nan")),
@@ -709,7 +711,8 @@ def child(args: argparse.Namespace, learners: int, design: str, out: Path) -> di
            "--minutes", str(args.minutes), "--idle-seconds", str(args.idle_seconds),
            "--settle-seconds", str(args.settle_seconds), "--explicit", str(args.explicit),
            "--seed", str(args.seed), "--emulators", str(args.emulators), "--design", design,
-           "--emulator-nice", str(args.emulator_nice), "--json", str(out)]  # fmt: skip
+           "--emulator-nice", str(args.emulator_nice), "--emulator-io", args.emulator_io,
+           "--json", str(out)]  # fmt: skip
     if args.no_keep_alive:
         cmd.append("--no-keep-alive")
     print(f"--- {design}, {learners} learners, seed {args.seed}", flush=True)
@@ -779,6 +782,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--emulator-nice", type=int, default=emuproc.NICE,
                    help="niceness of the emulator processes (19: they get what the bot leaves; "
                         "on a machine shared with other work use 0, or they starve)")
+    p.add_argument("--emulator-io", choices=("asyncio", "threads"), default=emuproc.IO,
+                   help="asyncio: each emulator process serves from one event loop (4,000 "
+                        "learners fit); threads: a thread per connection (rounds 1-6)")
     p.add_argument("--design", choices=("ours", "peer"), default="ours",
                    help="ours: watches; peer: poll every active task once a second")
     p.add_argument("--no-keep-alive", action="store_true",
@@ -828,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
                           args.explicit, args.settle_seconds, sampler,
                           args.emulators, args.design, not args.no_keep_alive,
-                          args.emulator_nice))  # fmt: skip
+                          args.emulator_nice, args.emulator_io))  # fmt: skip
     if sampler is not None:
         out.update(sampler.report())
     out["machine"] = machine()

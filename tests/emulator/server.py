@@ -39,11 +39,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 from kubernetes import client
+
+if TYPE_CHECKING:
+    from tests.emulator.aioserver import AsyncFront
 
 from sandbox.kinds import KINDS as REGISTRY
 from sandbox.kinds import Kind
@@ -335,6 +338,8 @@ class Cluster:
         self.delays: list[Delay] = []
         self.unreachable = False
         self.extension: Extension | None = None
+        # called (under the lock) after every change: the asyncio front's watch wake-ups
+        self.listeners: list[Callable[[], object]] = []
 
     # -- test-side API --
 
@@ -409,6 +414,8 @@ class Cluster:
         if len(self._history) > self.HISTORY:
             del self._history[: len(self._history) - self.HISTORY]
         self.changed.notify_all()
+        for listener in tuple(self.listeners):
+            listener()
 
     def _store_obj(self, obj: Obj, keep_status: bool, subresource: str = "") -> Obj:
         info = BY_KIND[obj["kind"]]
@@ -536,26 +543,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing --
 
-    def _send_json(self, code: int, body: Obj) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-cache, private")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send(self, code: int, body: Any, content_type: str) -> None:
-        if isinstance(body, dict):
-            self._send_json(code, body)
-            return
-        data = body if isinstance(body, bytes) else str(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _read_body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
@@ -567,59 +554,60 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
     def _dispatch(self, method: str) -> None:
-        emu = self.server.emulator
-        split = urlsplit(self.path)
-        path = unquote(split.path).rstrip("/") or "/"
-        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        name = "default"
-        if m := re.match(r"^/clusters/([^/]+)(/.*)?$", path):
-            name, path = m.group(1), m.group(2) or "/"
-        body = self._read_body()
-        cluster = emu.clusters.get(name)
-        if cluster is None:
-            self._send_json(404, status_object(404, f"no cluster {name!r}"))
-            return
-        with cluster.lock:
-            cluster.requests.append(Request(method, path, query, time.monotonic()))
-            unreachable = cluster.unreachable
-            delay = sum(d.seconds for d in cluster.delays if d.matches(method, path))
-            fault = next((f for f in cluster.faults if f.matches(method, path)), None)
-            if fault is not None and fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    cluster.faults.remove(fault)
-        if unreachable:
+        body = self._read_body()  # all of it, whatever the answer: the connection is reused
+        admitted = admit(self.server.emulator, method, self.path, self.headers)
+        if admitted is None:
             self._drop()
             return
+        if isinstance(admitted, Reply):
+            self._reply(admitted)
+            return
+        cluster, path, query, delay = admitted
         if delay:
             time.sleep(delay)
-        auth = self.headers.get("Authorization", "")
-        public = path in ("/version", "/healthz", "/livez", "/readyz") and not auth
-        if not public and not secrets.compare_digest(auth, f"Bearer {cluster.token}"):
-            self._send_json(401, status_object(401, "Unauthorized"))
-            return
-        if fault is not None:
-            self._send_json(fault.status, status_object(fault.status, fault.message))
-            return
+        outcome = answer(cluster, method, path, query, self.headers, body)
+        if isinstance(outcome, Reply):
+            self._reply(outcome)
+        else:
+            self._watch(outcome)
+
+    def _reply(self, reply: Reply) -> None:
+        self.send_response(reply.code)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        if reply.content_type == "application/json":
+            self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def _watch(self, call: WatchCall) -> None:
+        """Stream a watch from this connection's thread, waiting on the cluster's condition."""
+        emu, c = self.server.emulator, call.cluster
+        feed = WatchFeed(emu, call)
         try:
-            ext = cluster.extension
-            if ext is not None:
-                routed = ext.route(method, path, query, self.headers)
-                if routed is not None:
-                    self._send(*routed)
-                    return
-            api = _Api(cluster, self)
-            result = api.handle(method, path, query, body,
-                                self.headers.get("Content-Type", "application/json"))
-            if result is not None:
-                if ext is not None:
-                    result = (result[0], ext.render(self.headers.get("Accept", ""), query,
-                                                    result[1]))
-                self._send_json(*result)
-        except ApiError as exc:
-            self._send_json(exc.code, exc.status)
-        except (ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-            self._send_json(400, status_object(400, f"bad request: {exc}"))
+            self.start_stream()
+            lines, over = feed.start()
+            for line in lines:
+                self.write_chunk(line)
+            if not over:
+                while not emu.stopping:
+                    with c.lock:
+                        if not feed.pending():
+                            left = feed.left()
+                            if left <= 0:
+                                break
+                            c.changed.wait(min(left, emu.bookmark_interval, 0.5))
+                    for line in feed.take():
+                        self.write_chunk(line)
+                    if feed.left() <= 0:
+                        break
+                for line in feed.closing():
+                    self.write_chunk(line)
+            # The connection stays open for the next request, as kube-apiserver's does
+            # (Go's HTTP/1.1 server keeps a connection whose chunked answer ended).
+            self.end_stream()
+        except OSError:  # the client went away mid-answer
+            self.close_connection = True
 
     # chunked streaming for watches
     def start_stream(self) -> None:
@@ -636,6 +624,177 @@ class _Handler(BaseHTTPRequestHandler):
     def end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+# --- answering a request (both fronts) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A whole answer."""
+
+    code: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+def _json_reply(code: int, body: Obj) -> Reply:
+    return Reply(code, json.dumps(body, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True)
+class WatchCall:
+    """A watch request past auth and faults; each front streams it its own way."""
+
+    cluster: Cluster
+    info: KindInfo
+    namespace: str | None
+    query: dict[str, str]
+
+
+class Headers(Protocol):
+    """A request's headers as both fronts have them (``email.message.Message``, a dict)."""
+
+    def get(self, name: str, default: None = None, /) -> str | None: ...
+
+
+def admit(emu: KubeEmulator, method: str, target: str, headers: Headers
+          ) -> Reply | tuple[Cluster, str, dict[str, str], float] | None:
+    """Log the request and apply the cluster's faults and auth: a :class:`Reply` (404, 401,
+    an injected fault), ``None`` to drop the connection (unreachable), or the cluster, path,
+    query and the delay to wait before :func:`answer`."""
+    split = urlsplit(target)
+    path = unquote(split.path).rstrip("/") or "/"
+    query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+    name = "default"
+    if m := re.match(r"^/clusters/([^/]+)(/.*)?$", path):
+        name, path = m.group(1), m.group(2) or "/"
+    cluster = emu.clusters.get(name)
+    if cluster is None:
+        return _json_reply(404, status_object(404, f"no cluster {name!r}"))
+    with cluster.lock:
+        cluster.requests.append(Request(method, path, query, time.monotonic()))
+        unreachable = cluster.unreachable
+        delay = sum(d.seconds for d in cluster.delays if d.matches(method, path))
+        fault = next((f for f in cluster.faults if f.matches(method, path)), None)
+        if fault is not None and fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                cluster.faults.remove(fault)
+    if unreachable:
+        return None
+    auth = headers.get("Authorization") or ""
+    public = path in ("/version", "/healthz", "/livez", "/readyz") and not auth
+    if not public and not secrets.compare_digest(auth, f"Bearer {cluster.token}"):
+        return _json_reply(401, status_object(401, "Unauthorized"))
+    if fault is not None:
+        return _json_reply(fault.status, status_object(fault.status, fault.message))
+    return cluster, path, query, delay
+
+
+def answer(cluster: Cluster, method: str, path: str, query: dict[str, str], headers: Headers,
+           body: bytes) -> Reply | WatchCall:
+    """The answer to an admitted request, or the watch to stream."""
+    try:
+        ext = cluster.extension
+        if ext is not None:
+            routed = ext.route(method, path, query, headers)
+            if routed is not None:
+                code, content, content_type = routed
+                if isinstance(content, dict):
+                    return _json_reply(code, content)
+                data = content if isinstance(content, bytes) else str(content).encode()
+                return Reply(code, data, content_type)
+        result = _Api(cluster).handle(method, path, query, body,
+                                      headers.get("Content-Type") or "application/json")
+        if isinstance(result, WatchCall):
+            return result
+        if ext is not None:
+            result = (result[0], ext.render(headers.get("Accept") or "", query, result[1]))
+        return _json_reply(*result)
+    except ApiError as exc:
+        return _json_reply(exc.code, exc.status)
+    except (ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
+        return _json_reply(400, status_object(400, f"bad request: {exc}"))
+
+
+def _line(type_: str, obj: Obj) -> bytes:
+    return json.dumps({"type": type_, "object": obj}).encode() + b"\n"
+
+
+def _selected(query: dict[str, str]) -> Callable[[Obj], bool]:
+    lab = parse_label_selector(query.get("labelSelector", ""))
+    fld = parse_field_selector(query.get("fieldSelector", ""))
+    return lambda o: lab(o.get("metadata", {}).get("labels") or {}) and fld(o)
+
+
+class WatchFeed:
+    """One watch's place in its cluster's history: the lines to send next. The fronts differ
+    only in how they wait between looks (a condition, or the loop)."""
+
+    def __init__(self, emu: KubeEmulator, call: WatchCall) -> None:
+        self.c, self.kind, self.namespace = call.cluster, call.info.kind, call.namespace
+        self.group_version = call.info.group_version
+        query = call.query
+        self.keep = _selected(query)
+        self.deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
+        self.bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        self.rv_param = query.get("resourceVersion", "")
+        self.interval = emu.bookmark_interval
+        self.last = 0
+        self.last_bookmark = time.monotonic()
+
+    def start(self) -> tuple[list[bytes], bool]:
+        """The first lines (every object, ADDED, when no resourceVersion was given), and
+        whether the watch ends with them (410: the version is older than the history)."""
+        with self.c.lock:
+            if self.rv_param in ("", "0"):
+                self.last = self.c.resource_version
+                initial = [o for o in self.c.list(self.kind, self.namespace) if self.keep(o)]
+            else:
+                self.last, initial = int(self.rv_param), []
+                if self.c.events_since(self.kind, self.last) is None:
+                    return [_line("ERROR", status_object(
+                        410, f"too old resource version: {self.last} "
+                        f"({self.c._history[0].rv})", "Expired"))], True
+        self.last_bookmark = time.monotonic()
+        return [_line("ADDED", o) for o in initial], False
+
+    def pending(self) -> bool:
+        """Something happened to this kind since the last look."""
+        with self.c.lock:
+            return bool(self.c.events_since(self.kind, self.last))
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def take(self) -> list[bytes]:
+        """Lines for what changed since the last look, and a bookmark when one is due."""
+        with self.c.lock:
+            events: list[_Event] = self.c.events_since(self.kind, self.last) or []
+            if not events:
+                self.last = max(self.last, self.c.resource_version)
+        out: list[bytes] = []
+        for e in events:
+            self.last = e.rv
+            if self._in_scope(e.obj):  # simplification: leaving a selector is not reported
+                out.append(_line(e.type, e.obj))
+        if self.bookmarks and time.monotonic() - self.last_bookmark >= self.interval:
+            out.append(self._bookmark())
+            self.last_bookmark = time.monotonic()
+        return out
+
+    def closing(self) -> list[bytes]:
+        """The last lines: a bookmark with the version reached, when bookmarks are asked."""
+        return [self._bookmark()] if self.bookmarks else []
+
+    def _in_scope(self, o: Obj) -> bool:
+        return (self.namespace is None
+                or o["metadata"].get("namespace") == self.namespace) and self.keep(o)
+
+    def _bookmark(self) -> bytes:
+        return _line("BOOKMARK", {"kind": self.kind, "apiVersion": self.group_version,
+                                  "metadata": {"resourceVersion": str(self.last)}})
 
 
 def _discovery_resources(gv: str) -> list[Obj]:
@@ -671,12 +830,11 @@ _GROUPS = _groups()
 class _Api:
     """Request handling for one cluster (everything after auth and faults)."""
 
-    def __init__(self, cluster: Cluster, handler: _Handler):
+    def __init__(self, cluster: Cluster):
         self.c = cluster
-        self.h = handler
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes,
-               content_type: str) -> tuple[int, Obj] | None:
+               content_type: str) -> tuple[int, Obj] | WatchCall:
         parts = [p for p in path.split("/") if p]
         if path == "/version":
             return 200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kepler-emulator",
@@ -729,8 +887,7 @@ class _Api:
         if name is None:
             if method == "GET":
                 if query.get("watch") in ("true", "1"):
-                    self._watch(info, namespace, query)
-                    return None
+                    return WatchCall(self.c, info, namespace, query)
                 return 200, self._list(info, namespace, query)
             if method == "POST":
                 return 201, self._create(info, ns, self._parse(body, content_type), query)
@@ -769,13 +926,8 @@ class _Api:
             raise _not_found(info, name)
         return obj
 
-    def _filter(self, query: dict[str, str]) -> Callable[[Obj], bool]:
-        lab = parse_label_selector(query.get("labelSelector", ""))
-        fld = parse_field_selector(query.get("fieldSelector", ""))
-        return lambda o: lab(o.get("metadata", {}).get("labels") or {}) and fld(o)
-
     def _list(self, info: KindInfo, namespace: str | None, query: dict[str, str]) -> Obj:
-        keep = self._filter(query)
+        keep = _selected(query)
         with self.c.lock:
             items = [o for o in self.c.list(info.kind, namespace) if keep(o)]
             rv = str(self.c.resource_version)
@@ -946,7 +1098,7 @@ class _Api:
 
     def _delete_collection(self, info: KindInfo, namespace: str | None,
                            query: dict[str, str]) -> Obj:
-        keep = self._filter(query)
+        keep = _selected(query)
         with self.c.lock:
             gone = [o for o in self.c.list(info.kind, namespace) if keep(o)]
             for o in gone:
@@ -954,70 +1106,6 @@ class _Api:
             rv = str(self.c.resource_version)
         return {"kind": f"{info.kind}List", "apiVersion": info.group_version,
                 "metadata": {"resourceVersion": rv}, "items": gone}
-
-    def _watch(self, info: KindInfo, namespace: str | None, query: dict[str, str]) -> None:
-        keep = self._filter(query)
-        timeout = float(query.get("timeoutSeconds") or 1800)
-        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-        deadline = time.monotonic() + timeout
-        emu = self.h.server.emulator
-        rv_param = query.get("resourceVersion", "")
-        self.h.start_stream()
-
-        def send(type_: str, obj: Obj) -> None:
-            self.h.write_chunk(json.dumps({"type": type_, "object": obj}).encode() + b"\n")
-
-        def in_scope(o: Obj) -> bool:
-            return (namespace is None or o["metadata"].get("namespace") == namespace) and keep(o)
-
-        try:
-            with self.c.lock:
-                if rv_param in ("", "0"):
-                    last = self.c.resource_version
-                    initial = [o for o in self.c.list(info.kind, namespace) if keep(o)]
-                else:
-                    last, initial = int(rv_param), []
-                    if self.c.events_since(info.kind, last) is None:
-                        send("ERROR", status_object(
-                            410, f"too old resource version: {last} ({self.c._history[0].rv})",
-                            "Expired"))
-                        self.h.end_stream()
-                        return
-            for o in initial:
-                send("ADDED", o)
-            last_bookmark = time.monotonic()
-
-            def bookmark() -> None:
-                send("BOOKMARK", {"kind": info.kind, "apiVersion": info.group_version,
-                                  "metadata": {"resourceVersion": str(last)}})
-
-            while not emu.stopping:
-                with self.c.lock:
-                    events = self.c.events_since(info.kind, last) or []
-                    if not events:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self.c.changed.wait(min(left, emu.bookmark_interval, 0.5))
-                        events = self.c.events_since(info.kind, last) or []
-                        if not events:
-                            last = max(last, self.c.resource_version)
-                for e in events:
-                    last = e.rv
-                    if in_scope(e.obj):  # simplification: leaving a selector is not reported
-                        send(e.type, e.obj)
-                if bookmarks and time.monotonic() - last_bookmark >= emu.bookmark_interval:
-                    bookmark()
-                    last_bookmark = time.monotonic()
-                if time.monotonic() >= deadline:
-                    break
-            if bookmarks:
-                bookmark()
-            # The connection stays open for the next request, as kube-apiserver's does
-            # (Go's HTTP/1.1 server keeps a connection whose chunked answer ended).
-            self.h.end_stream()
-        except OSError:  # the client went away mid-answer
-            self.h.close_connection = True
 
 
 # --- the emulator --------------------------------------------------------------------------
@@ -1031,12 +1119,20 @@ class KubeEmulator:
     ...     cfg = emu.configuration("alice")
     """
 
-    def __init__(self, bookmark_interval: float = 60.0):
+    def __init__(self, bookmark_interval: float = 60.0, io: str = "threads"):
+        """``io="asyncio"`` serves from one event loop (:mod:`tests.emulator.aioserver`)
+        instead of a thread per connection: for load runs with tens of thousands of open
+        watches."""
+        if io not in ("threads", "asyncio"):
+            raise ValueError(f"io is threads or asyncio, not {io!r}")
+        self.io = io
         self.clusters: dict[str, Cluster] = {}
         self.bookmark_interval = bookmark_interval
         self.stopping = False
         self._server: _Server | None = None
         self._tls_server: _Server | None = None
+        self._front: AsyncFront | None = None  # io="asyncio": plain HTTP
+        self._tls_front: AsyncFront | None = None  # io="asyncio": HTTPS
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.ca_path: Path | None = None
         self._lock = threading.Lock()
@@ -1053,20 +1149,33 @@ class KubeEmulator:
         return server
 
     def start(self) -> KubeEmulator:
-        self._server = self._serve(None)
+        if self.io == "asyncio":
+            from tests.emulator.aioserver import AsyncFront
+
+            self._front = AsyncFront(self, None).start()
+        else:
+            self._server = self._serve(None)
         return self
 
-    def _tls(self) -> _Server:
-        """The HTTPS listener (same clusters), started on first use."""
+    def _tls_port(self) -> int:
+        """The HTTPS listener's port (same clusters), started on first use."""
         with self._lock:
-            if self._tls_server is None:
+            if self._tls_server is None and self._tls_front is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="kube-emulator-")
                 cert, key = _self_signed(Path(self._tmp.name))
                 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 ctx.load_cert_chain(cert, key)
                 self.ca_path = cert
-                self._tls_server = self._serve(ctx)
-            return self._tls_server
+                if self.io == "asyncio":
+                    from tests.emulator.aioserver import AsyncFront
+
+                    self._tls_front = AsyncFront(self, ctx).start()
+                else:
+                    self._tls_server = self._serve(ctx)
+            if self._tls_front is not None:
+                return self._tls_front.port
+            assert self._tls_server is not None
+            return self._tls_server.server_address[1]
 
     def stop(self) -> None:
         self.stopping = True
@@ -1078,6 +1187,10 @@ class KubeEmulator:
                 server.shutdown()
                 server.server_close()
         self._server = self._tls_server = None
+        for front in (self._front, self._tls_front):
+            if front is not None:
+                front.stop()
+        self._front = self._tls_front = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -1090,6 +1203,8 @@ class KubeEmulator:
 
     @property
     def port(self) -> int:
+        if self._front is not None:
+            return self._front.port
         assert self._server is not None, "emulator not started"
         return self._server.server_address[1]
 
@@ -1109,7 +1224,7 @@ class KubeEmulator:
 
     def url(self, name: str = "default", tls: bool = False) -> str:
         """The API server URL of cluster ``name`` (the default cluster has no prefix)."""
-        base = (f"https://127.0.0.1:{self._tls().server_address[1]}" if tls
+        base = (f"https://127.0.0.1:{self._tls_port()}" if tls
                 else f"http://127.0.0.1:{self.port}")
         return base if name == "default" else f"{base}/clusters/{name}"
 

@@ -23,9 +23,10 @@ from tests.emulator import objects as ob
 from tests.emulator.server import parse_label_selector
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[KubeEmulator]:
-    with KubeEmulator() as e:
+@pytest.fixture(scope="module", params=["threads", "asyncio"])
+def emu(request: pytest.FixtureRequest) -> Iterator[KubeEmulator]:
+    """Both fronts (a thread per connection, one event loop) pass every test here."""
+    with KubeEmulator(io=request.param) as e:
         yield e
 
 

@@ -1,0 +1,95 @@
+"""The asyncio front (``KubeEmulator(io="asyncio")``): what the threaded server cannot do.
+
+The rest of its behaviour is the threaded server's, checked by running the whole of
+``test_emulator.py`` against both fronts (its ``emu`` fixture is parametrized)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.emulator import KubeEmulator
+from tests.emulator import objects as ob
+
+
+@pytest.fixture
+def emu() -> Iterator[KubeEmulator]:
+    with KubeEmulator(io="asyncio") as e:
+        yield e
+
+
+def _open_watch(emu: KubeEmulator, name: str, tls: ssl.SSLContext) -> ssl.SSLSocket:
+    c = emu[name]
+    rv = c.resource_version
+    sock = tls.wrap_socket(socket.create_connection(("127.0.0.1", _tls_port(emu)), timeout=10),
+                           server_hostname="127.0.0.1")
+    sock.sendall(f"GET /clusters/{name}/api/v1/namespaces/default/pods?watch=1"
+                 f"&resourceVersion={rv}&timeoutSeconds=60 HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {c.token}\r\n\r\n".encode())
+    return sock
+
+
+def _tls_port(emu: KubeEmulator) -> int:
+    return int(emu.url("default", tls=True).rsplit(":", 1)[1])
+
+
+def _client_tls(emu: KubeEmulator) -> ssl.SSLContext:
+    emu.url("default", tls=True)  # starts the listener and writes its certificate
+    ctx = ssl.create_default_context(cafile=str(emu.ca_path))
+    return ctx
+
+
+def _read_until(sock: ssl.SSLSocket, marker: bytes, timeout: float = 10.0) -> bytes:
+    got = b""
+    sock.settimeout(timeout)
+    while marker not in got:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def test_a_thousand_open_watches_hold_no_thread_each(emu: KubeEmulator) -> None:
+    """1,000 watches over TLS on 100 clusters: no new thread, and a change reaches every
+    watch of its cluster."""
+    tls = _client_tls(emu)
+    names = [f"c{i}" for i in range(100)]
+    for name in names:
+        emu.add_cluster(name).put(ob.namespace("default"))
+    before = threading.active_count()
+    socks = [_open_watch(emu, name, tls) for name in names for _ in range(10)]
+    try:
+        for sock in socks:
+            assert b" 200 " in _read_until(sock, b"\r\n\r\n").split(b"\r\n", 1)[0]
+        assert threading.active_count() - before <= 2
+        emu["c7"].put(ob.pod("web-1"))
+        started = time.monotonic()
+        for sock in socks[70:80]:  # c7's ten watches
+            line = _read_until(sock, b"ADDED")
+            assert b'"name": "web-1"' in line or b'"name":"web-1"' in line
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_a_client_gone_mid_watch_frees_its_connection(emu: KubeEmulator) -> None:
+    tls = _client_tls(emu)
+    emu.add_cluster("alice").put(ob.namespace("default"))
+    front = emu._tls_front
+    assert front is not None
+    sock = _open_watch(emu, "alice", tls)
+    _read_until(sock, b"\r\n\r\n")
+    assert len(front._connections) == 1
+    sock.close()
+    deadline = time.monotonic() + 5
+    while front._connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not front._connections  # not left waiting for the watch's 60 s timeout
+
