@@ -84,8 +84,19 @@ async def sync_commands(bot: Any, store: Any, guild_id: str, *, force: bool) -> 
 
 async def serve(settings: Settings, *, sync: bool = False) -> int:
     from bot.ops.heap import freeze_startup
+    from bot.ops.open_files import learners_within, raise_open_files
     from bot.transports.discord.app import build
 
+    before, limit = raise_open_files()
+    carried = learners_within(limit)
+    log.log(
+        logging.INFO if carried >= 1000 else logging.WARNING,
+        "open-file limit %d (was %d): room for about %d active learners' watches%s",
+        limit,
+        before,
+        carried,
+        "" if carried >= 1000 else "; raise the hard limit (docs/operating.md, section 3)",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
