@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 WATCH_WINDOW = 55.0  # longest wait for a change notice before the watcher looks again
 REFRESH = 30.0  # how often the set of watched learners is recomputed (``run``)
+CLOSE_GRACE = 10.0  # how long ``close`` lets checks in flight finish before cancelling them
 
 
 class Changes(Protocol):
@@ -66,6 +67,7 @@ class LiveLoop:
         self.ready = ready
         self.sleep = sleep
         self.watchers: dict[str, asyncio.Task[None]] = {}
+        self._checks: set[asyncio.Future[Any]] = set()  # checks in flight (they outlive a stop)
         self._closing = False
         # a task that just opened, per learner, and the wake-up of a watcher waiting for one
         # (the store may not have committed the learner's new place when it is told)
@@ -141,13 +143,19 @@ class LiveLoop:
             await self.sleep(every)
 
     async def close(self) -> None:
-        """Stop every watcher (their cancellation stops the cluster watches too)."""
+        """Stop every watcher (their cancellation stops the cluster watches too), and let the
+        checks they had under way finish (up to :data:`CLOSE_GRACE`): the store closes next."""
         self._closing = True
         tasks = list(self.watchers.values())
         self.watchers.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._checks:
+            _done, late = await asyncio.wait(set(self._checks), timeout=CLOSE_GRACE)
+            for check in late:
+                check.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _watch(self, learner: str) -> None:
         woken = self._woken.setdefault(learner, asyncio.Event())
@@ -169,7 +177,10 @@ class LiveLoop:
                         # Shielded: a refresh that stops this watcher (the check it runs may
                         # be the one that moves the story on) must not cut off the check's
                         # delivery halfway; the messages would wait for the outbox's flush.
-                        await asyncio.shield(self.engine.cluster_changed(learner))
+                        check = asyncio.ensure_future(self.engine.cluster_changed(learner))
+                        self._checks.add(check)
+                        check.add_done_callback(self._checks.discard)
+                        await asyncio.shield(check)
                 except asyncio.CancelledError:
                     raise
                 except Exception:

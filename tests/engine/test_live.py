@@ -196,3 +196,35 @@ async def test_stopping_a_watcher_does_not_cut_off_the_check_it_runs(
     await closing
     # (bounded: without the shield the messages wait for a flush that never comes here)
     await asyncio.wait_for(_until(lambda: '"Good work."' in transport.texts()), 30)
+
+
+async def test_closing_waits_for_the_check_in_flight(
+    engine: Engine, cluster: ScriptedCluster, transport: RecordingTransport
+):
+    """The store closes right after the live loop: a check still running then would fail
+    halfway ("store is not open", seen at the end of a 4,000-learner load run). ``close``
+    returns once it has finished."""
+    gate = asyncio.Event()
+    reading = asyncio.Event()
+    evaluate = cluster.evaluate
+
+    async def slow_evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reading.set()
+        await gate.wait()
+        return await evaluate(*args, **kwargs)
+
+    cluster.evaluate = slow_evaluate  # type: ignore[method-assign]
+    changes = FedChanges()
+    live = LiveLoop(engine, changes)
+    await _at_task(engine)
+    await _until(lambda: changes.waiting["alex"] == 1)
+    cluster.passing["alex"] = {"pod-running", "no-failures"}
+    changes.change("alex")
+    await reading.wait()
+    closing = asyncio.create_task(live.close())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not closing.done()  # the check is still reading
+    gate.set()
+    await closing
+    assert '"Good work."' in transport.texts()  # delivered before close returned
