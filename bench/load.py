@@ -33,7 +33,6 @@ import multiprocessing as mp
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from bot.content.schema import QuestionBeat, TaskBeat  # noqa: E402
 from bot.engine.live import LiveLoop  # noqa: E402
 from bot.engine.ports import Address, Outgoing  # noqa: E402
 from bot.ops.heap import freeze_startup  # noqa: E402
+from bot.ops.open_files import raise_open_files  # noqa: E402
 from bot.store.sqlite import SQLiteStore  # noqa: E402
 from bot.transports.discord.app import App  # noqa: E402
 from sandbox import apihttp  # noqa: E402
@@ -813,7 +813,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             args.json.write_text(json.dumps(out, indent=2))
         return 0
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     # kill -USR1 <pid>: what every asyncio task is waiting on (a run that hangs)
     import signal
 
@@ -828,7 +827,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{count:>6} {where}", file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGUSR1, dump_tasks)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    _before, open_files = raise_open_files()  # as kepler serve does: a watch is a socket
     began = time.monotonic()
     sampler = StallSampler() if args.stalls else None
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
@@ -838,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     if sampler is not None:
         out.update(sampler.report())
     out["machine"] = machine()
+    out["open_files_limit"] = open_files
     out["load_average_1min_end"] = os.getloadavg()[0]
     out["wall_s"] = round(time.monotonic() - began, 1)
     width = max(map(len, out))
