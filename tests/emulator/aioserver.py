@@ -124,8 +124,8 @@ class AsyncFront:
                 conn.start_next_cycle()
         except (OSError, h11.ProtocolError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError):
             pass
-        except asyncio.CancelledError:
-            pass  # stop(): end quietly (Python 3.11's start_server reports a cancelled handler)
+        except asyncio.CancelledError:  # stop(): end quietly, since Python 3.11's
+            return  # start_server reports a handler that ends cancelled as an error
         finally:
             self._connections.discard(task)
             writer.transport.abort()

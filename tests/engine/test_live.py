@@ -55,6 +55,29 @@ async def _at_task(engine: Engine) -> int:
     return mission.id
 
 
+async def _in_a_check(engine: Engine, cluster: ScriptedCluster) -> tuple[LiveLoop, asyncio.Event]:
+    """A live loop whose watcher for alex is reading the cluster in a check that will pass;
+    the read goes on when the returned event is set."""
+    gate = asyncio.Event()
+    reading = asyncio.Event()
+    evaluate = cluster.evaluate
+
+    async def slow_evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reading.set()
+        await gate.wait()
+        return await evaluate(*args, **kwargs)
+
+    cluster.evaluate = slow_evaluate  # type: ignore[method-assign]
+    changes = FedChanges()
+    live = LiveLoop(engine, changes)
+    await _at_task(engine)
+    await _until(lambda: changes.waiting["alex"] == 1)
+    cluster.passing["alex"] = {"pod-running", "no-failures"}
+    changes.change("alex")
+    await reading.wait()
+    return live, gate
+
+
 async def test_a_change_notice_rechecks_and_unlocks(
     engine: Engine, cluster: ScriptedCluster, transport: RecordingTransport
 ):
@@ -173,23 +196,7 @@ async def test_stopping_a_watcher_does_not_cut_off_the_check_it_runs(
     """The check a watcher runs may be the one that unlocks the task, and the refresh that
     then stops the watcher (the learner is off the task) comes while it delivers: the
     story's messages still go out at once, not at the outbox's next flush."""
-    gate = asyncio.Event()
-    reading = asyncio.Event()
-    evaluate = cluster.evaluate
-
-    async def slow_evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
-        reading.set()
-        await gate.wait()
-        return await evaluate(*args, **kwargs)
-
-    cluster.evaluate = slow_evaluate  # type: ignore[method-assign]
-    changes = FedChanges()
-    live = LiveLoop(engine, changes)
-    await _at_task(engine)
-    await _until(lambda: changes.waiting["alex"] == 1)
-    cluster.passing["alex"] = {"pod-running", "no-failures"}
-    changes.change("alex")
-    await reading.wait()  # the watcher is in the middle of its check
+    live, gate = await _in_a_check(engine, cluster)  # its watcher is in the middle of its check
     closing = asyncio.create_task(live.close())
     await asyncio.sleep(0)
     gate.set()
@@ -204,23 +211,7 @@ async def test_closing_waits_for_the_check_in_flight(
     """The store closes right after the live loop: a check still running then would fail
     halfway ("store is not open", seen at the end of a 4,000-learner load run). ``close``
     returns once it has finished."""
-    gate = asyncio.Event()
-    reading = asyncio.Event()
-    evaluate = cluster.evaluate
-
-    async def slow_evaluate(*args, **kwargs):  # type: ignore[no-untyped-def]
-        reading.set()
-        await gate.wait()
-        return await evaluate(*args, **kwargs)
-
-    cluster.evaluate = slow_evaluate  # type: ignore[method-assign]
-    changes = FedChanges()
-    live = LiveLoop(engine, changes)
-    await _at_task(engine)
-    await _until(lambda: changes.waiting["alex"] == 1)
-    cluster.passing["alex"] = {"pod-running", "no-failures"}
-    changes.change("alex")
-    await reading.wait()
+    live, gate = await _in_a_check(engine, cluster)
     closing = asyncio.create_task(live.close())
     for _ in range(20):
         await asyncio.sleep(0)
