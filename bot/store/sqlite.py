@@ -405,7 +405,8 @@ class SQLiteStore:
         return [self._mission(r) for r in rows]
 
     async def all_missions(self) -> list[Mission]:
-        return [self._mission(r) for r in await self._rows("SELECT * FROM missions ORDER BY id", scan=True)]
+        rows = await self._rows("SELECT * FROM missions ORDER BY id", scan=True)
+        return [self._mission(r) for r in rows]
 
     async def update_mission(self, mission_id: int, **changes: Any) -> None:
         """Write only the named columns: a concurrent change to another column survives."""
