@@ -33,12 +33,13 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -250,6 +251,7 @@ class Stats:
     checks_by_learner: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     check_seconds: list[float] = field(default_factory=list)  # each check's cluster read+judge
     check_errors: int = 0  # checks whose read failed (timeouts: the emulator was too slow)
+    check_error_reasons: Counter[str] = field(default_factory=Counter)  # what the reads said
     unlock_latency: list[float] = field(default_factory=list)
     missed: int = 0
     stuck: int = 0  # the story did not reach the next task within 30 s of an unlock
@@ -382,6 +384,9 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
                 stats.check_seconds.append(f["seconds"])
                 if f["error"]:
                     stats.check_errors += 1
+                    # grouped by what went wrong, not by whose cluster
+                    reason = re.sub(r"https?://\S+|\bl\d+\b", "…", str(f.get("reason")))
+                    stats.check_error_reasons[reason.split("\n")[0][:160]] += 1
             elif event == "unlock":
                 recorder.unlocked_at.setdefault(f["learner"], time.monotonic())
 
@@ -512,6 +517,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         emu_cpu0 = await emu.acall("cpu")
         stats.check_seconds.clear()
         stats.check_errors = 0
+        stats.check_error_reasons.clear()
         t_active = time.monotonic()
         deadline = t_active + active_s
         lat: list[float] = []
@@ -597,7 +603,6 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         rss_active = rss_mib()
         if os.environ.get("KEPLER_BENCH_CENSUS"):  # what a full collection walks, by type
             import gc
-            from collections import Counter
 
             census = Counter(type(o).__name__ for o in gc.get_objects())
             print(f"tracked objects: {sum(census.values())}; frozen: {gc.get_freeze_count()}",
@@ -679,6 +684,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "check_read_p95": pct(stats.check_seconds, 95),
             "check_read_max": max(stats.check_seconds, default=float("nan")),
             "check_errors_active": stats.check_errors,
+            "check_error_reasons_active": stats.check_error_reasons.most_common(5),
             "reads_reusing_a_connection": reused / max(1, reused + opened),
             "lists_kept_per_check": kept_active / checks,
             "lists_asked_per_check": (reused + opened) / checks,
@@ -817,7 +823,6 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     def dump_tasks(*_: object) -> None:
-        from collections import Counter
 
         waits: Counter[str] = Counter()
         for task in asyncio.all_tasks(asyncio.get_event_loop_policy().get_event_loop()):

@@ -324,6 +324,7 @@ class Engine:
             learner=learner_id,
             passed=result.all_passed,
             error=result.error is not None,
+            reason=result.error,  # what the learner is told (no secrets: ClusterService.explain)
         )
 
         profile = (await self._learner(learner_id)).profile
