@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import h11
 
-from tests.emulator.server import Reply, WatchCall, WatchFeed, admit, answer
+from tests.emulator.server import WATCH_HEADERS, Reply, WatchCall, WatchFeed, admit, answer
 
 if TYPE_CHECKING:
     from tests.emulator.server import Cluster, KubeEmulator
@@ -172,10 +172,8 @@ class AsyncFront:
 
     @staticmethod
     async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, reply: Reply) -> bool:
-        head = [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body)))]
-        if reply.content_type == "application/json":
-            head.append(("Cache-Control", "no-cache, private"))
-        writer.write(conn.send(h11.Response(status_code=reply.code, headers=head)) or b"")
+        writer.write(conn.send(h11.Response(status_code=reply.code, headers=reply.headers()))
+                     or b"")
         writer.write(conn.send(h11.Data(data=reply.body)) or b"")
         writer.write(conn.send(h11.EndOfMessage()) or b"")
         await writer.drain()
@@ -185,9 +183,7 @@ class AsyncFront:
                       writer: asyncio.StreamWriter, call: WatchCall) -> bool:
         """A watch: chunked lines until its timeout, then the connection stays open (as
         kube-apiserver's does). A client that goes away ends it at once."""
-        writer.write(conn.send(h11.Response(status_code=200, headers=[
-            ("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"),
-            ("Cache-Control", "no-cache, private")])) or b"")
+        writer.write(conn.send(h11.Response(status_code=200, headers=WATCH_HEADERS)) or b"")
         watching = asyncio.ensure_future(self._feed(conn, writer, call))
         gone = asyncio.ensure_future(reader.read(1))  # a client sends nothing mid-answer
         try:

@@ -573,10 +573,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, reply: Reply) -> None:
         self.send_response(reply.code)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        if reply.content_type == "application/json":
-            self.send_header("Cache-Control", "no-cache, private")
+        for name, value in reply.headers():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(reply.body)
 
@@ -612,9 +610,8 @@ class _Handler(BaseHTTPRequestHandler):
     # chunked streaming for watches
     def start_stream(self) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache, private")
+        for name, value in WATCH_HEADERS:
+            self.send_header(name, value)
         self.end_headers()
 
     def write_chunk(self, data: bytes) -> None:
@@ -636,6 +633,17 @@ class Reply:
     code: int
     body: bytes
     content_type: str = "application/json"
+
+    def headers(self) -> list[tuple[str, str]]:
+        head = [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))]
+        if self.content_type == "application/json":
+            head.append(("Cache-Control", "no-cache, private"))
+        return head
+
+
+# a watch's answer: JSON lines, chunked, for as long as the watch lasts
+WATCH_HEADERS = [("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"),
+                 ("Cache-Control", "no-cache, private")]
 
 
 def _json_reply(code: int, body: Obj) -> Reply:
