@@ -1127,13 +1127,16 @@ class KubeEmulator:
     ...     cfg = emu.configuration("alice")
     """
 
-    def __init__(self, bookmark_interval: float = 60.0, io: str = "threads"):
+    def __init__(self, bookmark_interval: float = 60.0, io: str = "threads",
+                 http2: bool = True):
         """``io="asyncio"`` serves from one event loop (:mod:`tests.emulator.aioserver`)
         instead of a thread per connection: for load runs with tens of thousands of open
-        watches."""
+        watches. Its HTTPS listener also speaks HTTP/2 to clients that ask for it, as
+        kube-apiserver does, unless ``http2`` is false; the threaded one speaks HTTP/1.1."""
         if io not in ("threads", "asyncio"):
             raise ValueError(f"io is threads or asyncio, not {io!r}")
         self.io = io
+        self.http2 = http2
         self.clusters: dict[str, Cluster] = {}
         self.bookmark_interval = bookmark_interval
         self.stopping = False
@@ -1177,7 +1180,7 @@ class KubeEmulator:
                 if self.io == "asyncio":
                     from tests.emulator.aioserver import AsyncFront
 
-                    self._tls_front = AsyncFront(self, ctx).start()
+                    self._tls_front = AsyncFront(self, ctx, self.http2).start()
                 else:
                     self._tls_server = self._serve(ctx)
             if self._tls_front is not None:
@@ -1249,6 +1252,15 @@ class KubeEmulator:
             cfg.ssl_ca_cert = str(self.ca_path)
         cfg.retries = False
         return cfg
+
+    @property
+    def https_front(self) -> AsyncFront:
+        """The asyncio HTTPS listener (``io="asyncio"``): its HTTP/2 connections and streams,
+        GOAWAY and dropped connections for tests."""
+        self._tls_port()
+        if self._tls_front is None:
+            raise RuntimeError("only io='asyncio' has an asyncio front")
+        return self._tls_front
 
     def api_client(self, name: str = "default") -> client.ApiClient:
         return client.ApiClient(self.configuration(name))

@@ -5,11 +5,15 @@ The rest of its behaviour is the threaded server's, checked by running the whole
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +97,40 @@ def test_a_client_gone_mid_watch_frees_its_connection(emu: KubeEmulator) -> None
         time.sleep(0.05)
     assert not front._connections  # not left waiting for the watch's 60 s timeout
 
+
+
+def test_real_kubectl_speaks_http2_to_it_and_watches(emu: KubeEmulator, tmp_path: Path) -> None:
+    """Go's HTTP/2 client (kubectl's, as client-go's) is strict about framing, flow control
+    and headers: it reads lists and a watch from the emulator over ``h2``."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed")
+    c = emu.add_cluster("bob")
+    c.put(ob.namespace("default"), ob.config_map("first"))
+    kc = emu.write_kubeconfig(tmp_path / "config", "bob")
+    env = {**os.environ, "HOME": str(tmp_path), "KUBECACHEDIR": str(tmp_path / "cache")}
+    before = emu.https_front.h2_opened
+    out = subprocess.run([kubectl, "--kubeconfig", str(kc), "get", "configmaps", "-o", "name"],
+                         capture_output=True, text=True, timeout=20, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["configmap/first"]
+    assert emu.https_front.h2_opened > before  # it chose h2
+    watch = subprocess.Popen([kubectl, "--kubeconfig", str(kc), "get", "configmaps", "--watch",
+                              "--output-watch-events", "-o", "name"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert watch.stdout is not None
+        assert "first" in watch.stdout.readline()  # the list it starts from
+        deadline = time.monotonic() + 10
+        while c.count(watch=True) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        c.put(ob.config_map("second"))
+        assert "second" in watch.stdout.readline()  # a DATA frame of the open stream
+        assert emu.https_front.h2_streams >= 1
+    finally:
+        watch.kill()
+        watch.wait(10)
+    deadline = time.monotonic() + 5
+    while emu.https_front.h2_streams and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert emu.https_front.h2_streams == 0  # its stream ended with its connection
