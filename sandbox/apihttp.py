@@ -12,7 +12,12 @@ handshakes were most of the bot's CPU at 1,000 learners (``ssl.do_handshake`` to
 profile). :class:`Pool` keeps a few idle keep-alive connections per learner cluster, bounded
 per cluster, in total and in idle time, and remembers each server's TLS session so that a new
 connection resumes it. A pooled connection the server closed meanwhile is retried once on a
-fresh one (GETs are idempotent). Watches keep their own connection for their whole life.
+fresh one (GETs are idempotent).
+
+HTTP/2 first: the pool offers ``h2`` by ALPN, as client-go does, and when the server takes it
+(kube-apiserver does) all of a cluster's watches and reads are streams of one connection
+(:mod:`sandbox.http2`), opened once however many requests start together. A server that
+answers without ALPN gets HTTP/1.1, where each watch keeps its own connection for its life.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from sandbox.errors import (
     for_status,
     for_transport,
 )
+from sandbox.http2 import H2Connection, H2Exchange, Head
 from sandbox.httpstream import HttpStream
+from sandbox.tlswire import handshake
 
 CONNECT_TIMEOUT = 10.0
 HEADERS_TTL = 60.0  # seconds the auth headers are reused before asking the config again
@@ -55,16 +62,20 @@ MAX_IDLE_TOTAL = 2048  # beyond this the least recently used idle connection is 
 RETRY_AFTER_MAX = 5.0  # a 429/503 asking to wait longer than this is an error at once
 
 Observe = Callable[[str, str], object]  # (method, "2xx"/"4xx"/…/"error"): metrics
+Exchange = HttpStream | H2Exchange  # one request and its answer, on either HTTP version
+Response = h11.Response | Head
+ALPN = ["h2", "http/1.1"]
 
 _contexts: dict[tuple[Any, ...], ssl.SSLContext] = {}
 
 
-def ssl_context(cfg: client.Configuration) -> ssl.SSLContext | None:
-    """The TLS context for ``cfg`` (``None`` for plain HTTP); cached by its inputs."""
+def ssl_context(cfg: client.Configuration, http2: bool = False) -> ssl.SSLContext | None:
+    """The TLS context for ``cfg`` (``None`` for plain HTTP); cached by its inputs. With
+    ``http2`` it offers ``h2`` and ``http/1.1`` by ALPN (for the pool, which speaks both)."""
     if not str(cfg.host or "").startswith("https"):
         return None
     key = (bool(cfg.verify_ssl), cfg.ssl_ca_cert, cfg.cert_file, cfg.key_file,
-           getattr(cfg, "assert_hostname", None))
+           getattr(cfg, "assert_hostname", None), http2)
     ctx = _contexts.get(key)
     if ctx is not None:
         return ctx
@@ -79,6 +90,8 @@ def ssl_context(cfg: client.Configuration) -> ssl.SSLContext | None:
             ctx.verify_mode = ssl.CERT_NONE
         if cfg.cert_file:
             ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+        if http2:
+            ctx.set_alpn_protocols(ALPN)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise ClusterError(f"TLS settings unusable ({type(exc).__name__})") from None
     if len(_contexts) >= 1024:
@@ -155,37 +168,49 @@ class Credentials:
 
 
 Key = tuple[Hashable, ...]
+Idle = HttpStream | H2Connection  # an idle HTTP/1.1 connection, or an HTTP/2 one without streams
 
 
 class Pool:
-    """Idle keep-alive connections of one event loop, per learner cluster, bounded.
+    """The connections of one event loop to learner clusters, bounded.
 
-    At most :data:`MAX_IDLE_PER_CLUSTER` idle connections per cluster and
-    :data:`MAX_IDLE_TOTAL` in all (the least recently used goes first), none kept longer than
-    :data:`IDLE_TIMEOUT`. A connection is in the pool only while idle: a request takes it
-    out and gives it back once its answer was read whole, so a cluster's open connections are
-    its requests in flight (one at a time for a learner's reads) plus its idle ones. TLS
+    HTTP/2 (when the server chooses it): one connection per cluster carries all its requests,
+    and is opened once however many requests start together. HTTP/1.1: at most
+    :data:`MAX_IDLE_PER_CLUSTER` idle connections per cluster. Either way at most
+    :data:`MAX_IDLE_TOTAL` idle connections in all (the least recently used goes first), none
+    kept idle longer than :data:`IDLE_TIMEOUT`. An HTTP/1.1 connection is in the pool only
+    while idle: a request takes it out and gives it back once its answer was read whole. TLS
     sessions are kept per server (origin and TLS settings) to resume new connections."""
 
     def __init__(self, per_cluster: int = MAX_IDLE_PER_CLUSTER, total: int = MAX_IDLE_TOTAL,
-                 idle_timeout: float = IDLE_TIMEOUT, resume: bool = True) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, resume: bool = True,
+                 http2: bool = True) -> None:
         self.resume = resume  # False: full handshakes only (the bench's before/after)
+        self.http2 = http2  # False: offer HTTP/1.1 only (the bench's before/after)
         self.per_cluster = per_cluster
         self.total = total
         self.idle_timeout = idle_timeout
-        self._idle: OrderedDict[HttpStream, tuple[Key, float]] = OrderedDict()  # LRU first
-        self._by_key: dict[Key, list[HttpStream]] = {}
+        self._idle: OrderedDict[Idle, tuple[Key, float]] = OrderedDict()  # LRU first
+        self._by_key: dict[Key, list[HttpStream]] = {}  # idle HTTP/1.1 connections
+        self._h2: dict[Key, H2Connection] = {}  # each cluster's HTTP/2 connection
+        self._connecting: dict[Key, asyncio.Future[H2Connection | None]] = {}
         self._sessions: dict[Key, ssl.SSLSession] = {}
         self._timer: asyncio.TimerHandle | None = None
-        # counters for the bench and tests: reads' new connections, reads on a kept one,
-        # watch connections, TLS handshakes that resumed a session
-        self.opened = self.reused = self.streams = self.resumed = 0
+        # counters for the bench and tests: reads' new connections, requests on a kept one,
+        # watches' new connections, TLS handshakes that resumed a session, new connections
+        # that speak HTTP/2
+        self.opened = self.reused = self.streams = self.resumed = self.multiplexed = 0
 
     def __len__(self) -> int:
         return len(self._idle)
 
+    @property
+    def connections(self) -> int:
+        """HTTP/2 connections open now (the bench's)."""
+        return len(self._h2)
+
     def take(self, key: Key) -> HttpStream | None:
-        """The most recently used idle connection of ``key`` still open, if any."""
+        """The most recently used idle HTTP/1.1 connection of ``key`` still open, if any."""
         self.prune()
         streams = self._by_key.get(key)
         while streams:
@@ -199,26 +224,96 @@ class Pool:
             stream.close()
         return None
 
-    def give(self, key: Key, stream: HttpStream) -> None:
-        """Back to the pool after a whole answer (closed instead if it cannot be reused)."""
+    def shared(self, key: Key) -> H2Connection | None:
+        """``key``'s HTTP/2 connection, if it can take another stream."""
+        conn = self._h2.get(key)
+        if conn is None or not conn.usable:
+            return None
+        self._idle.pop(conn, None)
+        self.reused += 1
+        return conn
+
+    def give(self, key: Key, stream: Exchange) -> None:
+        """Back to the pool after a whole answer (closed instead if it cannot be reused; an
+        HTTP/2 stream just ends, its connection stays with the cluster)."""
+        if not isinstance(stream, HttpStream):
+            stream.close()
+            return
         if not stream.recycle() or self.per_cluster <= 0 or self.total <= 0:
             stream.close()
             return
         streams = self._by_key.setdefault(key, [])
         if len(streams) >= self.per_cluster:
             self._drop(streams[0])
-        while len(self._idle) >= self.total:
-            self._drop(next(iter(self._idle)))
         streams = self._by_key.setdefault(key, [])
         streams.append(stream)
-        self._idle[stream] = (key, time.monotonic())
+        self._keep(key, stream)
+
+    def _keep(self, key: Key, conn: Idle) -> None:
+        while len(self._idle) >= self.total:
+            self._drop(next(iter(self._idle)))
+        self._idle[conn] = (key, time.monotonic())
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.idle_timeout, self._tick)
+
+    async def connect(self, route: _Route, fresh: bool) -> HttpStream | H2Connection:
+        """A new connection for ``route``'s cluster: HTTP/2 if the server takes it. Requests
+        that start while one is being opened wait for it instead of opening their own."""
+        key = route.key
+        pending = None if fresh else self._connecting.get(key)
+        if pending is not None:
+            conn = await asyncio.shield(pending)
+            if conn is not None and conn.usable:
+                self._idle.pop(conn, None)
+                self.reused += 1
+                return conn
+        if not self.http2 or route.tls is None:
+            return await HttpStream.connect(route.scheme, route.host, route.port, route.tls,
+                                            CONNECT_TIMEOUT, self.session(route.server))
+        mine: asyncio.Future[H2Connection | None] = asyncio.get_running_loop().create_future()
+        self._connecting[key] = mine
+        try:
+            wire = await handshake(route.host, route.port or 443, route.tls, CONNECT_TIMEOUT,
+                                   self.session(route.server))
+            if wire.alpn != "h2":
+                return wire.hand_to(HttpStream())
+            conn = wire.hand_to(H2Connection(route.authority, route.scheme,
+                                             on_idle=self._h2_idle, on_gone=self._h2_gone))
+            conn.home = key
+            old = self._h2.get(key)
+            self._h2[key] = conn
+            if old is not None and not old.streams:
+                self._drop_h2(old)
+            self.multiplexed += 1
+            mine.set_result(conn)
+            return conn
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+            if self._connecting.get(key) is mine:
+                del self._connecting[key]
+
+    def _h2_idle(self, conn: H2Connection) -> None:
+        """``conn``'s last stream ended: kept for the cluster's next request, or closed."""
+        key = conn.home
+        if self._h2.get(key) is conn and conn.usable and self.total > 0:
+            self._keep(key, conn)
+        else:
+            self._drop_h2(conn)
+
+    def _h2_gone(self, conn: H2Connection) -> None:
+        self._idle.pop(conn, None)
+        if self._h2.get(conn.home) is conn:
+            del self._h2[conn.home]
+
+    def _drop_h2(self, conn: H2Connection) -> None:
+        self._h2_gone(conn)
+        conn.close()
 
     def session(self, server: Key) -> ssl.SSLSession | None:
         return self._sessions.get(server) if self.resume else None
 
-    def remember(self, server: Key, stream: HttpStream) -> None:
+    def remember(self, server: Key, stream: Exchange) -> None:
         """Keep ``stream``'s TLS session to resume the next connection to ``server``.
 
         Only after a connection's first answer, and not when it resumed the session already
@@ -241,25 +336,30 @@ class Pool:
         """Close idle connections older than the idle timeout."""
         limit = time.monotonic() - self.idle_timeout
         while self._idle:
-            stream, (_key, since) = next(iter(self._idle.items()))
+            conn, (_key, since) = next(iter(self._idle.items()))
             if since > limit:
                 break
-            self._drop(stream)
+            self._drop(conn)
 
     def close(self) -> None:
-        for stream in list(self._idle):
-            self._drop(stream)
+        for conn in list(self._idle):
+            self._drop(conn)
+        for conn in list(self._h2.values()):
+            self._drop_h2(conn)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    def _drop(self, stream: HttpStream) -> None:
-        key, _since = self._idle.pop(stream)
+    def _drop(self, conn: Idle) -> None:
+        key, _since = self._idle.pop(conn)
+        if isinstance(conn, H2Connection):
+            self._drop_h2(conn)
+            return
         streams = self._by_key[key]
-        streams.remove(stream)
+        streams.remove(conn)
         if not streams:
             del self._by_key[key]
-        stream.close()
+        conn.close()
 
     def _tick(self) -> None:
         """Idle connections are closed even when no request comes to notice them."""
@@ -303,58 +403,83 @@ class _Route:
     authority: str
     target: str
     server: Key  # origin and TLS settings: whose TLS sessions may resume
-    key: Key  # the cluster's idle connections
+    key: Key  # the cluster's connections
 
     @classmethod
     def of(cls, cfg: client.Configuration, credentials: Credentials, path: str,
-           query: dict[str, str]) -> _Route:
+           query: dict[str, str], http2: bool) -> _Route:
         base = urlsplit(str(cfg.host or "").rstrip("/"))
         target = f"{base.path}{path}" + (f"?{urlencode(query)}" if query else "")
-        tls = ssl_context(cfg)
+        tls = ssl_context(cfg, http2)
         server: Key = (base.scheme, base.hostname or "", base.port, id(tls))
         return cls(base.scheme, base.hostname or "", base.port, tls,
                    base.netloc.rsplit("@", 1)[-1], target, server,
                    (credentials.pool_key, *server))
 
-    async def connection(self, connections: Pool, fresh: bool) -> tuple[HttpStream, bool]:
-        """The cluster's idle pooled connection (unless ``fresh``), else a new one resuming
-        the server's TLS session; and whether it was pooled."""
-        stream = None if fresh else connections.take(self.key)
-        if stream is not None:
-            return stream, True
-        return await HttpStream.connect(self.scheme, self.host, self.port, self.tls,
-                                        CONNECT_TIMEOUT, connections.session(self.server)), False
+    async def send(self, connections: Pool, headers: dict[str, str], fresh: bool
+                   ) -> tuple[Exchange, bool]:
+        """The GET sent: as a stream of the cluster's HTTP/2 connection, else on an idle
+        HTTP/1.1 one (unless ``fresh``), else on a new connection (resuming the server's TLS
+        session); and whether it went on a connection that was already open."""
+        if not fresh:
+            shared = connections.shared(self.key)
+            if shared is not None:
+                return shared.request(self.target, headers), True
+            stream = connections.take(self.key)
+            if stream is not None:
+                stream.send_get(self.target, self.authority, headers, keep_alive=True)
+                return stream, True
+        conn = await connections.connect(self, fresh)
+        if isinstance(conn, H2Connection):
+            joined = conn.requests > 0  # another request opened it (they started together)
+            return conn.request(self.target, headers), joined
+        conn.send_get(self.target, self.authority, headers, keep_alive=True)
+        return conn, False
+
+
+def _gone(exc: BaseException) -> bool:
+    """A failure that says the kept connection had closed under us: worth one more try on a
+    new one (not a certificate the server showed and we refused)."""
+    return (isinstance(exc, OSError | h11.ProtocolError)
+            and not isinstance(exc, ssl.SSLCertVerificationError))
+
+
+def _let_go(stream: Exchange, exc: BaseException) -> None:
+    if isinstance(exc, TimeoutError):
+        stream.timed_out()  # an HTTP/2 connection gets asked whether it is still there
+    else:
+        stream.close()
 
 
 async def open_get(cfg: client.Configuration, credentials: Credentials, path: str,
                    query: dict[str, str], observe: Observe | None = None
-                   ) -> tuple[HttpStream, h11.Response]:
+                   ) -> tuple[Exchange, Response]:
     """Send ``GET path?query`` (a watch) and read the status line; the caller reads the
-    answer and then hands the connection to :func:`release`. It starts on an idle pooled
-    connection of the cluster when there is one (a learner's new watches follow the reads of
-    its check: no handshake), retried once on a new one if that turns out closed.
-    ``observe`` hears of every request's outcome (the bot's request metrics)."""
-    route = _Route.of(cfg, credentials, path, query)
+    answer and then hands the stream to :func:`release`. Over HTTP/2 it is a stream of the
+    cluster's connection; over HTTP/1.1 it starts on an idle pooled connection of the cluster
+    when there is one (a learner's new watches follow the reads of its check: no handshake).
+    Either is retried once on a new connection if the kept one turns out closed. ``observe``
+    hears of every request's outcome (the bot's request metrics)."""
     connections = pool()
+    route = _Route.of(cfg, credentials, path, query, connections.http2)
     stale = False
     while True:
-        stream: HttpStream | None = None
+        stream: Exchange | None = None
         reused = False
         try:
-            stream, reused = await route.connection(connections, fresh=stale)
+            headers = await credentials.headers()
+            stream, reused = await route.send(connections, headers, fresh=stale)
             if not reused:
                 connections.streams += 1
-            stream.home = (connections, route.key)
-            stream.send_get(route.target, route.authority, await credentials.headers(),
-                            keep_alive=True)
+            if isinstance(stream, HttpStream):
+                stream.home = (connections, route.key)
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 resp = await stream.response()
             break
         except BaseException as exc:
             if stream is not None:
-                stream.close()
-            if (reused and not stale and isinstance(exc, OSError | h11.ProtocolError)
-                    and not isinstance(exc, ssl.SSLCertVerificationError)):
+                _let_go(stream, exc)
+            if reused and not stale and _gone(exc):
                 stale = True
                 continue
             if observe is not None and isinstance(exc, Exception):
@@ -366,9 +491,10 @@ async def open_get(cfg: client.Configuration, credentials: Credentials, path: st
     return stream, resp
 
 
-def release(stream: HttpStream) -> None:
-    """Done with a stream of :func:`open_get`: back to its pool if its answer was read
-    whole and the server keeps the connection open, else closed."""
+def release(stream: Exchange) -> None:
+    """Done with a stream of :func:`open_get`: over HTTP/1.1 back to its pool if its answer
+    was read whole and the server keeps the connection open, else closed; over HTTP/2 the
+    stream ends (reset if its answer had not)."""
     home, stream.home = stream.home, None
     if home is None:
         stream.close()
@@ -408,18 +534,17 @@ def parse_json(body: bytes, what: str) -> Any:
 
 async def _get_body(cfg: client.Configuration, credentials: Credentials, path: str,
                     query: dict[str, str], what: str, observe: Observe | None) -> bytes:
-    route = _Route.of(cfg, credentials, path, query)
     connections = pool()
+    route = _Route.of(cfg, credentials, path, query, connections.http2)
     waited = stale = False
-    for _attempt in range(3):  # at most: a stale pooled connection, one Retry-After
-        stream: HttpStream | None = None
+    for _attempt in range(3):  # at most: a stale kept connection, one Retry-After
+        stream: Exchange | None = None
         reused = False
         try:
-            stream, reused = await route.connection(connections, fresh=stale)
+            headers = await credentials.headers()
+            stream, reused = await route.send(connections, headers, fresh=stale)
             if not reused:
                 connections.opened += 1
-            stream.send_get(route.target, route.authority, await credentials.headers(),
-                            keep_alive=True)
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 resp = await stream.response()
             if 200 <= resp.status_code < 300:
@@ -444,13 +569,16 @@ async def _get_body(cfg: client.Configuration, credentials: Credentials, path: s
         except ClusterError:
             raise
         except (OSError, h11.ProtocolError) as exc:
-            if reused and not stale and not isinstance(exc, ssl.SSLCertVerificationError):
-                stale = True  # the server closed the idle connection: once more, a new one
+            if reused and not stale and _gone(exc):
+                stale = True  # the server closed the kept connection: once more, a new one
                 continue
             if observe is not None:
                 observe("GET", "error")
             raise map_error(exc, what) from None
         except (ValueError, TimeoutError) as exc:
+            if stream is not None:
+                _let_go(stream, exc)
+                stream = None
             if observe is not None:
                 observe("GET", "error")
             raise map_error(exc, what) from None
@@ -460,7 +588,7 @@ async def _get_body(cfg: client.Configuration, credentials: Credentials, path: s
     raise ClusterUnreachable(f"{what}: connection failed (closed by the server)")
 
 
-def retry_after(resp: h11.Response) -> float | None:
+def retry_after(resp: Response) -> float | None:
     """Seconds a 429/503 asks to wait (``Retry-After: N``), if it says."""
     if resp.status_code not in (429, 503):
         return None
@@ -473,7 +601,7 @@ def retry_after(resp: h11.Response) -> float | None:
     return None
 
 
-async def status_error(stream: HttpStream, resp: h11.Response, what: str) -> ClusterError:
+async def status_error(stream: Exchange, resp: Response, what: str) -> ClusterError:
     """The error for a non-2xx answer (its ``Status`` reason when it has one)."""
     code = resp.status_code
     reason = resp.reason.decode("latin-1", "replace")

@@ -5,8 +5,9 @@ about 5,600 at 1,000 learners. Through aiohttp each cost a 256 KiB TLS read buff
 ``sslproto`` allocates one per connection in Python 3.11) and about 70 objects the garbage
 collector walks on every full collection: 1.4 MiB and ~400 objects per learner, measured with
 ``bench/load.py``. Here TLS runs over ``ssl.MemoryBIO`` inside a plain ``asyncio.Protocol``
-(reads of :data:`CHUNK` bytes) and the HTTP/1.1 framing is ``h11``'s (the sans-IO parser httpx
-is built on), so a stream is a protocol, a TLS object and an h11 connection.
+(reads of :data:`~sandbox.tlswire.CHUNK` bytes) and the HTTP/1.1 framing is ``h11``'s (the sans-IO parser httpx
+is built on), so a stream is a protocol, a TLS object and an h11 connection. The TLS half is
+:class:`~sandbox.tlswire.TlsWire`, shared with the HTTP/2 connection (:mod:`sandbox.http2`).
 
 Use: ``stream = await HttpStream.get(url, headers, tls, timeout)``, then ``await
 stream.response()`` for the status and headers, then ``async for data in stream.body()``;
@@ -19,9 +20,9 @@ Keep-alive (short reads, pooled by :mod:`sandbox.apihttp`): ``HttpStream.connect
 the server closed it or asked to). A TLS ``session`` from an earlier connection to the same
 server resumes it instead of a full handshake (no certificate chain to send and verify).
 
-Pushed (a watch): once the status line is read, ``deliver_to(sink)`` hands every later h11
-event to ``sink.on_event`` as it is parsed, inside the protocol's own callback, and the end of
-the connection to ``sink.on_end``. An idle stream then holds no task, coroutine, future or
+Pushed (a watch): once the status line is read, ``deliver_to(sink)`` hands the body to
+``sink.on_data`` as it is parsed, inside the protocol's own callback, its end to
+``sink.on_complete`` and a broken connection to ``sink.on_end``. An idle stream then holds no task, coroutine, future or
 timer: at 1,000 learners those were a third of what a full garbage collection walked.
 """
 
@@ -37,37 +38,32 @@ from urllib.parse import urlsplit
 
 import h11
 
-CHUNK = 16 * 1024  # bytes decrypted per read
+from sandbox.tlswire import TlsWire, handshake
+
 MAX_QUEUED = 64  # h11 events waiting for the reader before the socket stops being read
 
 
 class EventSink(Protocol):
-    """Where a pushed stream's events go (:meth:`HttpStream.deliver_to`)."""
+    """Where a pushed answer goes (:meth:`HttpStream.deliver_to`, the HTTP/2 exchange's)."""
 
-    def on_event(self, event: object) -> None:
-        """An h11 event (``Data``, ``EndOfMessage``, ...) as soon as it is parsed."""
+    def on_data(self, data: bytes) -> None:
+        """Body bytes, as soon as they are parsed."""
+
+    def on_complete(self) -> None:
+        """The answer ended whole."""
 
     def on_end(self, error: BaseException) -> None:
-        """The connection failed or closed before the sink was detached."""
+        """The connection failed or closed before the answer ended."""
 
 
-class HttpStream(asyncio.Protocol):
-    """The protocol of one connection carrying one request and its response."""
+class HttpStream(TlsWire):
+    """The protocol of one HTTP/1.1 connection: one request at a time, and its response."""
 
-    def __init__(self, tls: ssl.SSLContext | None, server_hostname: str | None,
-                 session: ssl.SSLSession | None = None) -> None:
+    def __init__(self) -> None:
+        super().__init__()
         self._h11 = h11.Connection(h11.CLIENT)
-        self._tls: ssl.SSLObject | None = None
-        self._in = self._out = None
-        if tls is not None:
-            self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
-            self._tls = tls.wrap_bio(self._in, self._out, server_hostname=server_hostname,
-                                     session=session)
         self.requests = 0  # requests sent on this connection (> 1: it was reused)
         self.home: Any = None  # where it goes back once done (sandbox.apihttp's pool)
-        self._handshaken = tls is None
-        self._transport: asyncio.Transport | None = None
-        self._unsent = b""  # the request, until the TLS handshake is done
         self._events: deque[object] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
@@ -93,13 +89,15 @@ class HttpStream(asyncio.Protocol):
     async def connect(cls, scheme: str, host: str, port: int | None,
                       tls: ssl.SSLContext | None, connect_timeout: float,
                       session: ssl.SSLSession | None = None) -> HttpStream:
-        """An open connection (TLS when ``tls`` is given, resuming ``session`` if any)."""
+        """An open connection (TLS when ``tls`` is given, resuming ``session`` if any). A
+        context that offers ``h2`` by ALPN belongs to :mod:`sandbox.apihttp`'s pool, which
+        picks the protocol the server chose."""
         port = port or (443 if scheme == "https" else 80)
-        stream = cls(tls, host if tls is not None else None, session)
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(connect_timeout):
-            await loop.create_connection(lambda: stream, host, port)
-        return stream
+        wire = await handshake(host, port, tls, connect_timeout, session)
+        if wire.alpn not in (None, "http/1.1"):
+            wire._abort()
+            raise ConnectionResetError(f"the server chose {wire.alpn}, not HTTP/1.1")
+        return wire.hand_to(cls())
 
     def send_get(self, target: str, authority: str, headers: Mapping[str, str], *,
                  keep_alive: bool) -> None:
@@ -114,7 +112,7 @@ class HttpStream(asyncio.Protocol):
         """Ready the connection for another request once this answer was read whole;
         ``False`` (and nothing changed) if it cannot carry one."""
         if (self._closed or self._error is not None or self._events or self._fed_eof
-                or self._transport is None or self._transport.is_closing()
+                or not self.open
                 or self._h11.our_state is not h11.DONE
                 or self._h11.their_state is not h11.DONE):
             return False
@@ -125,17 +123,7 @@ class HttpStream(asyncio.Protocol):
     def alive(self) -> bool:
         """Idle and still open: the server has not closed it or sent anything unasked."""
         return (not self._closed and self._error is None and not self._events
-                and not self._fed_eof and self._transport is not None
-                and not self._transport.is_closing())
-
-    @property
-    def session(self) -> ssl.SSLSession | None:
-        """The TLS session to resume a later connection with (after an answer was read)."""
-        return self._tls.session if self._tls is not None and self._handshaken else None
-
-    @property
-    def session_reused(self) -> bool:
-        return self._tls is not None and self._handshaken and self._tls.session_reused
+                and not self._fed_eof and self.open)
 
     async def response(self) -> h11.Response:
         """The status line and headers (1xx answers skipped)."""
@@ -165,8 +153,8 @@ class HttpStream(asyncio.Protocol):
         return bytes(out)
 
     def deliver_to(self, sink: EventSink) -> None:
-        """From now on push events to ``sink`` instead of queueing them for a reader (those
-        already queued go first, at once); :meth:`detach` stops it. Call after
+        """From now on push the answer to ``sink`` instead of queueing it for a reader (what
+        is already queued goes first, at once); :meth:`detach` stops it. Call after
         :meth:`response`."""
         self._sink = sink
         if self._paused and self._transport is not None:
@@ -183,101 +171,22 @@ class HttpStream(asyncio.Protocol):
         self._sink = None
 
     def close(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
+        self._close_transport()
         self._closed = True
 
-    # --- asyncio.Protocol ---------------------------------------------------------------
+    def timed_out(self) -> None:
+        """The answer did not come in time: this connection is of no further use."""
+        self.close()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
-        if self._tls is not None:
-            self._handshake()
+    # --- TlsWire ------------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
-        if self._tls is None or self._in is None:
-            self._feed(data)
-            return
-        self._in.write(data)
-        if not self._handshaken:
-            self._handshake()
-            if not self._handshaken:
-                return
-        self._decrypt()
-
-    def eof_received(self) -> bool:
-        if self._in is not None:
-            self._in.write_eof()
-            if self._handshaken:
-                self._decrypt()
-        self._feed(b"")
-        return False  # close our side too
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: BaseException | None) -> None:
         if exc is not None and self._error is None:
             self._error = exc
         self._closed = True
         self._wake()
         if self._sink is not None:
             self._end(self._error or ConnectionResetError("connection closed"))
-
-    # --- TLS ----------------------------------------------------------------------------
-
-    def _handshake(self) -> None:
-        assert self._tls is not None
-        try:
-            self._tls.do_handshake()
-        except ssl.SSLWantReadError:
-            self._flush()
-            return
-        except ssl.SSLError as exc:
-            self._fail(exc)
-            return
-        self._handshaken = True
-        self._flush()
-        if self._unsent:
-            self._send(self._unsent)
-            self._unsent = b""
-        self._decrypt()  # application data may have come with the last handshake flight
-
-    def _decrypt(self) -> None:
-        assert self._tls is not None
-        while True:
-            try:
-                data = self._tls.read(CHUNK)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:  # the server's close_notify
-                self._feed(b"")
-                break
-            except ssl.SSLEOFError:  # closed without close_notify: a dropped connection
-                self._fail(ConnectionResetError("connection closed by the server"))
-                return
-            except ssl.SSLError as exc:
-                self._fail(exc)
-                return
-            if not data:
-                self._feed(b"")
-                break
-            self._feed(data)
-        self._flush()  # TLS 1.3 may answer post-handshake messages
-
-    def _flush(self) -> None:
-        if self._out is not None and self._out.pending and self._transport is not None:
-            self._transport.write(self._out.read())
-
-    def _send(self, data: bytes) -> None:
-        if self._transport is None or self._transport.is_closing():
-            raise ConnectionResetError("connection closed before the request was sent")
-        if self._tls is None:
-            self._transport.write(data)
-        elif not self._handshaken:
-            self._unsent += data
-        else:
-            self._tls.write(data)
-            self._flush()
-
-    # --- HTTP ---------------------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
         if self._fed_eof:
@@ -305,29 +214,33 @@ class HttpStream(asyncio.Protocol):
             self._paused = True
         self._wake()
 
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._abort()
+        self._wake()
+        if self._sink is not None:
+            self._end(exc)
+
+    # --- HTTP ---------------------------------------------------------------------------
+
     def _dispatch(self) -> None:
         """Queued events to the sink, until none is left or the sink lets go."""
         sink = self._sink
         while self._events and sink is not None and self._sink is sink:
             event = self._events.popleft()
-            if isinstance(event, h11.ConnectionClosed):
+            if isinstance(event, h11.Data):
+                sink.on_data(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                sink.on_complete()
+            elif isinstance(event, h11.ConnectionClosed):
                 self._end(ConnectionResetError("connection closed before the answer ended"))
                 return
-            sink.on_event(event)
 
     def _end(self, error: BaseException) -> None:
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.on_end(error)
-
-    def _fail(self, exc: BaseException) -> None:
-        if self._error is None:
-            self._error = exc
-        if self._transport is not None:
-            self._transport.abort()
-        self._wake()
-        if self._sink is not None:
-            self._end(exc)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

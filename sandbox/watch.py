@@ -1,9 +1,9 @@
 """Change notices on the event loop: Kubernetes watches with no thread or task per stream.
 
 :class:`AsyncChangeNotifier` holds one watch per needed kind (``Event`` excluded) for one
-learner's cluster, each reading the API server's JSON lines over its own connection
-(:class:`~sandbox.httpstream.HttpStream`, lean on memory: thousands stay open) in that
-connection's callbacks. It asks for ``GET <collection>?watch=1&allowWatchBookmarks=true&
+learner's cluster, each reading the API server's JSON lines in its connection's callbacks
+(over HTTP/2 a stream of the cluster's one connection, :mod:`sandbox.http2`; over HTTP/1.1 a
+connection of its own, :class:`~sandbox.httpstream.HttpStream`; thousands stay open). It asks for ``GET <collection>?watch=1&allowWatchBookmarks=true&
 resourceVersion=<rv>&timeoutSeconds=<window>`` starting at the snapshot's own list
 resourceVersion (nothing between the read and the watch is missed), sets
 :attr:`AsyncChangeNotifier.changed` on ``ADDED``/``MODIFIED``/``DELETED``, records
@@ -31,6 +31,8 @@ import orjson
 from sandbox.apihttp import (
     CONNECT_TIMEOUT,
     MAX_BODY,
+    Exchange,
+    Response,
     get_json,
     map_error,
     open_get,
@@ -38,7 +40,6 @@ from sandbox.apihttp import (
     status_error,
 )
 from sandbox.errors import ClusterError, ClusterForbidden
-from sandbox.httpstream import HttpStream
 from sandbox.objectives import Snapshot
 from sandbox.snapshot import KINDS, NOT_WATCHED, ClusterReader
 
@@ -145,7 +146,7 @@ class AsyncChangeNotifier:
 
     # -- requests --
 
-    async def _get(self, path: str, query: dict[str, str]) -> tuple[HttpStream, h11.Response]:
+    async def _get(self, path: str, query: dict[str, str]) -> tuple[Exchange, Response]:
         self.requests += 1
         return await open_get(self.reader.api.configuration, self.reader.credentials, path,
                               query, self.reader.observe)
@@ -185,7 +186,7 @@ class _KindWatch:
         self.rv = rv
         self.failures = 0
         self.opener: asyncio.Task[None] | None = None
-        self.stream: HttpStream | None = None
+        self.stream: Exchange | None = None
         self.buf = b""
         self.seen = 0  # events read from the current answer
         self.started = self.heard = 0.0  # when it was asked for; when it last sent anything
@@ -262,19 +263,19 @@ class _KindWatch:
 
     # -- the answer, pushed by the connection (sandbox.httpstream.EventSink) --
 
-    def on_event(self, event: object) -> None:
-        if isinstance(event, h11.Data):
-            self.heard = time.monotonic()
-            self.buf += bytes(event.data)
-            if len(self.buf) > MAX_BODY:
-                self._fail(ClusterError(f"{self.what}: watch event too large"))
+    def on_data(self, data: bytes) -> None:
+        self.heard = time.monotonic()
+        self.buf += data
+        if len(self.buf) > MAX_BODY:
+            self._fail(ClusterError(f"{self.what}: watch event too large"))
+            return
+        *lines, self.buf = self.buf.split(b"\n")
+        for line in lines:
+            if line.strip() and not self._event(line):
                 return
-            *lines, self.buf = self.buf.split(b"\n")
-            for line in lines:
-                if line.strip() and not self._event(line):
-                    return
-        elif isinstance(event, h11.EndOfMessage):
-            self._ended(expired=False)
+
+    def on_complete(self) -> None:
+        self._ended(expired=False)
 
     def on_end(self, error: BaseException) -> None:
         self.stream = None  # the connection is gone: nothing to hand back
@@ -359,6 +360,8 @@ class _QuietStreams:
                 await asyncio.sleep(QUIET_SWEEP)
                 now = time.monotonic()
                 for w in [w for w in self._watches.get(loop, ()) if now - w.heard > w.quiet]:
+                    if w.stream is not None:
+                        w.stream.timed_out()  # HTTP/2: is the whole connection gone?
                     w._fail(TimeoutError(f"no word from the server for {w.quiet:.0f} s"))
         finally:
             self._tasks.pop(loop, None)

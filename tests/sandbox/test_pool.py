@@ -4,7 +4,7 @@ Retry-After and TLS session resumption, against the emulator and a scripted raw 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -18,6 +18,14 @@ from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 
 CM = KINDS["ConfigMap"].path
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[KubeEmulator]:
+    """HTTP/1.1 alone (no ALPN): what this pool keeps are whole connections. The HTTP/2
+    connection a cluster's requests share is checked in ``test_http2.py``."""
+    with KubeEmulator() as e:
+        yield e
 
 
 @pytest.fixture
