@@ -194,6 +194,7 @@ class Pool:
         self._by_key: dict[Key, list[HttpStream]] = {}  # idle HTTP/1.1 connections
         self._h2: dict[Key, H2Connection] = {}  # each cluster's HTTP/2 connection
         self._connecting: dict[Key, asyncio.Future[H2Connection | None]] = {}
+        self._plain: set[Key] = set()  # servers that answered without h2: nothing to share
         self._sessions: dict[Key, ssl.SSLSession] = {}
         self._timer: asyncio.TimerHandle | None = None
         # counters for the bench and tests: reads' new connections, requests on a kept one,
@@ -260,7 +261,8 @@ class Pool:
         """A new connection for ``route``'s cluster: HTTP/2 if the server takes it. Requests
         that start while one is being opened wait for it instead of opening their own."""
         key = route.key
-        pending = None if fresh else self._connecting.get(key)
+        plain = route.server in self._plain
+        pending = None if fresh or plain else self._connecting.get(key)
         if pending is not None:
             conn = await asyncio.shield(pending)
             if conn is not None and conn.usable:
@@ -270,13 +272,18 @@ class Pool:
         if not self.http2 or route.tls is None:
             return await HttpStream.connect(route.scheme, route.host, route.port, route.tls,
                                             CONNECT_TIMEOUT, self.session(route.server))
-        mine: asyncio.Future[H2Connection | None] = asyncio.get_running_loop().create_future()
-        self._connecting[key] = mine
+        mine: asyncio.Future[H2Connection | None] | None = None
+        if not plain:  # others wait for this one only where it may be shared
+            mine = self._connecting[key] = asyncio.get_running_loop().create_future()
         try:
             wire = await handshake(route.host, route.port or 443, route.tls, CONNECT_TIMEOUT,
                                    self.session(route.server))
             if wire.alpn != "h2":
+                if len(self._plain) >= 4 * self.total:
+                    self._plain.clear()
+                self._plain.add(route.server)
                 return wire.hand_to(HttpStream())
+            self._plain.discard(route.server)  # upgraded since: share again
             conn = wire.hand_to(H2Connection(route.authority, route.scheme,
                                              on_idle=self._h2_idle, on_gone=self._h2_gone))
             conn.home = key
@@ -285,13 +292,15 @@ class Pool:
             if old is not None and not old.streams:
                 self._drop_h2(old)
             self.multiplexed += 1
-            mine.set_result(conn)
+            if mine is not None:
+                mine.set_result(conn)
             return conn
         finally:
-            if not mine.done():
-                mine.set_result(None)
-            if self._connecting.get(key) is mine:
-                del self._connecting[key]
+            if mine is not None:
+                if not mine.done():
+                    mine.set_result(None)
+                if self._connecting.get(key) is mine:
+                    del self._connecting[key]
 
     def _h2_idle(self, conn: H2Connection) -> None:
         """``conn``'s last stream ended: kept for the cluster's next request, or closed."""

@@ -202,3 +202,13 @@ async def test_a_server_without_http2_gets_http1(name: str) -> None:
         assert pool().multiplexed == multiplexed
         assert pool().opened - opened == 1  # a kept HTTP/1.1 connection
         assert plain.https_front.h2_opened == 0
+        # many reads at once to a server known to speak HTTP/1.1 each open their own at once
+        await asyncio.gather(*(get_json(cfg, Credentials(cfg), CM, {}, "cm") for _ in range(4)))
+        assert plain.https_front.h2_opened == 0
+        # the server is upgraded (here: it starts offering h2): new connections share again
+        assert plain.https_front.tls is not None
+        plain.https_front.tls.set_alpn_protocols(["h2", "http/1.1"])
+        await asyncio.gather(*(get_json(cfg, creds2, CM, {}, "cm")
+                               for creds2 in [Credentials(cfg)] for _ in range(3)))
+        assert pool().multiplexed == multiplexed + 1
+        assert plain.https_front.h2_opened == 1
