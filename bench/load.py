@@ -328,16 +328,19 @@ async def handshake_cpu(kubeconfig: dict[str, Any], rounds: int = 40) -> tuple[f
 async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: float,
               settle_s: float = 20.0, sampler: StallSampler | None = None,
               shards: int = 4, design: str = "ours", keep_alive: bool = True,
-              emulator_nice: int = emuproc.NICE, emulator_io: str = emuproc.IO) -> dict:
+              emulator_nice: int = emuproc.NICE, emulator_io: str = emuproc.IO,
+              http2: bool = True) -> dict:
     """One run; ``design`` "ours" (watches) or "peer" (poll every active task each second);
-    ``keep_alive`` False: a new connection and a full TLS handshake per read (as before)."""
+    ``keep_alive`` False: a new connection and a full TLS handshake per read (as before);
+    ``http2`` False: HTTP/1.1 only, a connection per watch (rounds 1-7)."""
     from tests.course_states import states
     from tests.discord.world import World
     from tests.fakes import CannedVoice
 
     rng = random.Random(seed)
     random.seed(seed)  # watch-window and poll jitter too
-    connections = apihttp.Pool() if keep_alive else apihttp.Pool(per_cluster=0, resume=False)
+    connections = (apihttp.Pool(http2=http2) if keep_alive
+                   else apihttp.Pool(per_cluster=0, resume=False, http2=False))
     apihttp.use_pool(connections)
     course = load_course()
     before = {c: states.before(c).objects() for c in CHAPTERS}
@@ -513,7 +516,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         a0 = await emu.acall("now")
         cpu_a0, checks_a0, kept_a0 = time.process_time(), stats.checks, service.kept_reads
         conn0 = (connections.opened, connections.reused, connections.streams,
-                 connections.resumed)
+                 connections.resumed, connections.multiplexed)
         emu_cpu0 = await emu.acall("cpu")
         stats.check_seconds.clear()
         stats.check_errors = 0
@@ -595,10 +598,12 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         emu_cpu_active = await emu.acall("cpu") - emu_cpu0
         checks_active = stats.checks - checks_a0
         kept_active = service.kept_reads - kept_a0
-        opened, reused, streams, resumed = (
+        opened, reused, streams, resumed, multiplexed = (
             b - a for a, b in zip(conn0, (connections.opened, connections.reused,
-                                          connections.streams, connections.resumed),
+                                          connections.streams, connections.resumed,
+                                          connections.multiplexed),
                                   strict=True))  # fmt: skip
+        sockets_active = sockets()
         active_counts = await emu.acall("count", a0, a1)
         rss_active = rss_mib()
         if os.environ.get("KEPLER_BENCH_CENSUS"):  # what a full collection walks, by type
@@ -633,6 +638,7 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
         return {
             "design": design,
             "keep_alive": keep_alive,
+            "http2": http2,
             "seed": seed,
             "learners": n,
             "minutes": minutes,
@@ -688,6 +694,9 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
             "reads_reusing_a_connection": reused / max(1, reused + opened),
             "lists_kept_per_check": kept_active / checks,
             "lists_asked_per_check": (reused + opened) / checks,
+            "sockets_active": sockets_active,
+            "sockets_per_learner": sockets_active / n,
+            "http2_connections_opened_active": multiplexed,
             "tls_handshakes_per_check": handshakes / checks,
             "tls_handshakes_per_check_reads": opened / checks,
             "tls_handshakes_per_check_watches": streams / checks,
@@ -703,6 +712,15 @@ async def run(n: int, minutes: float, idle_s: float, seed: int, explicit_share: 
     finally:
         emu.stop()
         tmp.cleanup()
+
+
+def sockets() -> int:
+    """Sockets this process holds now (its connections to the API servers among them)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
 
 
 def machine() -> str:
@@ -721,6 +739,8 @@ def child(args: argparse.Namespace, learners: int, design: str, out: Path) -> di
            "--json", str(out)]  # fmt: skip
     if args.no_keep_alive:
         cmd.append("--no-keep-alive")
+    if args.http1:
+        cmd.append("--http1")
     print(f"--- {design}, {learners} learners, seed {args.seed}", flush=True)
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
     return json.loads(out.read_text())
@@ -795,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="ours: watches; peer: poll every active task once a second")
     p.add_argument("--no-keep-alive", action="store_true",
                    help="a new connection and full TLS handshake per read (the old client)")
+    p.add_argument("--http1", action="store_true",
+                   help="offer HTTP/1.1 only: a connection per watch (rounds 1-7)")
     p.add_argument("--peer", action="store_true",
                    help="run ours, then the peer baseline, same learners and seed; ratios")
     p.add_argument("--capacity", action="store_true",
@@ -838,7 +860,8 @@ def main(argv: list[str] | None = None) -> int:
     out = asyncio.run(run(args.learners, args.minutes, args.idle_seconds, args.seed,
                           args.explicit, args.settle_seconds, sampler,
                           args.emulators, args.design, not args.no_keep_alive,
-                          args.emulator_nice, args.emulator_io))  # fmt: skip
+                          args.emulator_nice, args.emulator_io,
+                          not args.http1))  # fmt: skip
     if sampler is not None:
         out.update(sampler.report())
     out["machine"] = machine()

@@ -208,7 +208,8 @@ async def test_a_server_without_http2_gets_http1(name: str) -> None:
         # the server is upgraded (here: it starts offering h2): new connections share again
         assert plain.https_front.tls is not None
         plain.https_front.tls.set_alpn_protocols(["h2", "http/1.1"])
-        await asyncio.gather(*(get_json(cfg, creds2, CM, {}, "cm")
-                               for creds2 in [Credentials(cfg)] for _ in range(3)))
+        upgraded = Credentials(cfg)
+        await get_json(cfg, upgraded, CM, {}, "cm")
+        await asyncio.gather(*(get_json(cfg, upgraded, CM, {}, "cm") for _ in range(3)))
         assert pool().multiplexed == multiplexed + 1
         assert plain.https_front.h2_opened == 1
