@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h11
+from hyperframe.frame import GoAwayFrame
 
 from tests.emulator.server import WATCH_HEADERS, Reply, WatchCall, WatchFeed, admit, answer
 
@@ -296,11 +298,16 @@ class _H2Connection:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.window = asyncio.Event()  # set when the client opens a flow-control window
         self.going = False  # GOAWAY sent: close once the streams taken are answered
+        self.last = 0  # the last stream taken when GOAWAY went out
 
     def go_away(self) -> None:
+        """A graceful GOAWAY as Go's server sends it: the streams taken run to their end,
+        later ones are refused, the connection closes once idle. Written as a raw frame: after
+        ``h2``'s own ``close_connection`` its state machine sends nothing more, not even the
+        rest of the streams it has taken."""
         self.going = True
-        self.h2.close_connection(last_stream_id=self.h2.highest_inbound_stream_id)
-        self.flush()
+        self.last = self.h2.highest_inbound_stream_id
+        self.writer.write(GoAwayFrame(0, last_stream_id=self.last, error_code=0).serialize())
         if not self.tasks:
             self.writer.close()
 
@@ -343,7 +350,9 @@ class _H2Connection:
                 self.requests[event.stream_id][1].extend(event.data)
         elif isinstance(event, h2.events.StreamEnded):
             request = self.requests.pop(event.stream_id, None)
-            if request is not None:
+            if request is not None and self.going and event.stream_id > self.last:
+                self.h2.reset_stream(event.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            elif request is not None:
                 sid = event.stream_id
                 self.tasks[sid] = asyncio.ensure_future(self.respond(sid, *request))
         elif isinstance(event, h2.events.StreamReset):
