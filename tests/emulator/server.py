@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import orjson
 import yaml
 from kubernetes import client
 
@@ -72,6 +73,21 @@ _NO_STATUS_SUBRESOURCE = {"ConfigMap", "Secret", "ServiceAccount", "Endpoints", 
 _CATEGORY_ALL = {"Pod", "Service", "Deployment", "ReplicaSet", "StatefulSet",
                  "HorizontalPodAutoscaler"}
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+# dates, dataclasses and str/int/dict subclasses are not JSON's: they raise, and deepcopy them
+_AS_IS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+          | orjson.OPT_PASSTHROUGH_SUBCLASS)
+
+
+def _copy(obj: Any) -> Any:
+    """A deep copy of a JSON object (what the store holds): through orjson, 5-10x faster than
+    ``copy.deepcopy``, which was a sixth of the load bench's emulator CPU at 3,000 learners.
+    Anything JSON cannot carry (a YAML date, a non-string key) takes ``deepcopy``."""
+    try:
+        return orjson.loads(orjson.dumps(obj, option=_AS_IS))
+    except TypeError:
+        return copy.deepcopy(obj)
 
 
 def now_iso() -> str:
@@ -188,7 +204,7 @@ def parse_field_selector(selector: str) -> Callable[[Obj], bool]:
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch (also used to approximate strategic merge and apply)."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return _copy(patch)
     out = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
@@ -204,7 +220,7 @@ def _pointer(path: str) -> list[str]:
 
 def json_patch(doc: Obj, ops: list[Obj]) -> Obj:
     """RFC 6902 JSON patch: add, remove, replace, test."""
-    doc = copy.deepcopy(doc)
+    doc = _copy(doc)
     for op in ops:
         parts = _pointer(op["path"])
         parent: Any = doc
@@ -383,16 +399,16 @@ class Cluster:
 
     def put(self, *objs: Obj) -> list[Obj]:
         """Create or replace objects as given (status included), filling server metadata."""
-        return [self._store_obj(copy.deepcopy(o), keep_status=False) for o in objs]
+        return [self._store_obj(_copy(o), keep_status=False) for o in objs]
 
     def get(self, kind: str, name: str, namespace: str = "") -> Obj | None:
         with self.lock:
             o = self._store[kind].get((namespace, name))
-            return copy.deepcopy(o) if o else None
+            return _copy(o) if o else None
 
     def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
         with self.lock:
-            return [copy.deepcopy(o) for (ns, _), o in sorted(self._store[kind].items())
+            return [_copy(o) for (ns, _), o in sorted(self._store[kind].items())
                     if namespace is None or ns == namespace]
 
     def remove(self, kind: str, name: str, namespace: str = "") -> Obj | None:
@@ -410,7 +426,7 @@ class Cluster:
         return obj
 
     def _record(self, type_: str, kind: str, obj: Obj) -> None:
-        self._history.append(_Event(self._rv, type_, kind, copy.deepcopy(obj)))
+        self._history.append(_Event(self._rv, type_, kind, _copy(obj)))
         if len(self._history) > self.HISTORY:
             del self._history[: len(self._history) - self.HISTORY]
         self.changed.notify_all()
@@ -433,7 +449,7 @@ class Cluster:
                 gen = old["metadata"].get("generation")
                 if subresource == "status":
                     obj = {**old, "status": obj.get("status", {})}
-                    obj["metadata"] = copy.deepcopy(old["metadata"])
+                    obj["metadata"] = _copy(old["metadata"])
                     meta = obj["metadata"]
                 elif keep_status and "status" in old and info.kind not in _NO_STATUS_SUBRESOURCE:
                     obj["status"] = old["status"]
@@ -453,7 +469,7 @@ class Cluster:
             self._bump(obj)
             self._store[info.kind][(ns, name)] = obj
             self._record("MODIFIED" if old is not None else "ADDED", info.kind, obj)
-            return copy.deepcopy(obj)
+            return _copy(obj)
 
     def events_since(self, kind: str, rv: int) -> list[_Event] | None:
         """Events for ``kind`` after ``rv``; ``None`` if ``rv`` is older than the history."""
@@ -1086,7 +1102,7 @@ class _Api:
         stored["metadata"]["managedFields"] = entries
         if self.c.extension is not None:
             self.c.extension.applied(info, stored, manager)
-        return copy.deepcopy(stored)
+        return _copy(stored)
 
     def _delete(self, info: KindInfo, ns: str, name: str) -> Obj:
         with self.c.lock:
