@@ -205,11 +205,6 @@ class Pool:
     def __len__(self) -> int:
         return len(self._idle)
 
-    @property
-    def connections(self) -> int:
-        """HTTP/2 connections open now (the bench's)."""
-        return len(self._h2)
-
     def take(self, key: Key) -> HttpStream | None:
         """The most recently used idle HTTP/1.1 connection of ``key`` still open, if any."""
         self.prune()

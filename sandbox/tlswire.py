@@ -13,6 +13,7 @@ SETTINGS) goes to the new owner first.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import ssl
 from typing import TypeVar
@@ -22,7 +23,7 @@ CHUNK = 16 * 1024  # bytes decrypted per read
 W = TypeVar("W", bound="TlsWire")
 
 
-class TlsWire(asyncio.Protocol):
+class TlsWire(asyncio.Protocol, abc.ABC):
     """One connection's transport and TLS state; plain TCP when the context is ``None``."""
 
     def __init__(self, tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
@@ -39,17 +40,17 @@ class TlsWire(asyncio.Protocol):
 
     # --- what subclasses implement --------------------------------------------------------
 
+    @abc.abstractmethod
     def _feed(self, data: bytes) -> None:
         """Decrypted bytes from the server; ``b""`` once it has closed its side."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _fail(self, exc: BaseException) -> None:
         """The connection is broken (TLS error, reset): abort it and tell whoever waits."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _lost(self, exc: BaseException | None) -> None:
         """The transport is gone (after ``_fail``, ``close`` or the peer's close)."""
-        raise NotImplementedError
 
     def _handshake_done(self) -> None:
         """The TLS handshake has completed (or there is none)."""

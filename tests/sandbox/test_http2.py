@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -48,6 +48,22 @@ async def _until(check: object, seconds: float = 5.0) -> None:
 
 def _opened(emu: KubeEmulator) -> int:
     return emu.https_front.h2_opened
+
+
+@contextlib.asynccontextmanager
+async def _watching(emu: KubeEmulator, name: str, kinds: set[str]
+                    ) -> AsyncIterator[tuple[ClusterReader, AsyncChangeNotifier]]:
+    """A reader of ``name`` over HTTPS and a notifier whose watches of ``kinds`` are open."""
+    c = emu[name]
+    reader = ClusterReader.from_configuration(emu.configuration(name, tls=True))
+    snap = await reader.read_async(kinds, 5)
+    notifier = AsyncChangeNotifier(reader, snap.versions)
+    notifier.start()
+    try:
+        await _until(lambda: c.count(watch=True) == len(notifier.kinds))
+        yield reader, notifier
+    finally:
+        await notifier.aclose()
 
 
 async def test_a_learners_watches_and_reads_share_one_connection(emu: KubeEmulator,
@@ -108,12 +124,7 @@ async def test_goaway_lets_taken_streams_finish_and_new_requests_use_a_new_conne
     """As Go's server shuts down: the watch it has taken goes on, the next read goes on a
     new connection."""
     c = emu[name]
-    reader = ClusterReader.from_configuration(emu.configuration(name, tls=True))
-    snap = await reader.read_async({"Pod"}, 5)
-    notifier = AsyncChangeNotifier(reader, snap.versions)
-    notifier.start()
-    try:
-        await _until(lambda: c.count(watch=True) == 1)
+    async with _watching(emu, name, {"Pod"}) as (reader, notifier):
         before = _opened(emu)
         emu.https_front.go_away()
         await asyncio.sleep(0.1)
@@ -123,19 +134,12 @@ async def test_goaway_lets_taken_streams_finish_and_new_requests_use_a_new_conne
         assert _opened(emu) - before == 1  # the read went on a new connection
         assert c.count(watch=True) == 1  # and the watch was not asked again
         assert notifier.last_error is None
-    finally:
-        await notifier.aclose()
 
 
 async def test_a_cut_connection_fails_its_streams_and_they_reopen_on_a_new_one(
         emu: KubeEmulator, name: str) -> None:
     c = emu[name]
-    reader = ClusterReader.from_configuration(emu.configuration(name, tls=True))
-    snap = await reader.read_async({"Pod", "Service"}, 5)
-    notifier = AsyncChangeNotifier(reader, snap.versions)
-    notifier.start()
-    try:
-        await _until(lambda: c.count(watch=True) == 2)
+    async with _watching(emu, name, {"Pod", "Service"}) as (_reader, notifier):
         before = _opened(emu)
         emu.https_front.drop()
         await _until(lambda: c.count(watch=True) == 4)  # both watches asked again ...
@@ -143,8 +147,6 @@ async def test_a_cut_connection_fails_its_streams_and_they_reopen_on_a_new_one(
         notifier.changed.clear()
         c.put(ob.service("api", "ops", {"app": "web"}))
         assert await notifier.wait(3.0)
-    finally:
-        await notifier.aclose()
 
 
 async def test_a_connection_gone_silent_is_pinged_then_closed(
