@@ -123,8 +123,6 @@ class H2Connection(TlsWire):
                  on_idle: Callable[[H2Connection], None] | None = None,
                  on_gone: Callable[[H2Connection], None] | None = None) -> None:
         super().__init__()
-        self.authority = authority
-        self.scheme = scheme
         self.on_idle = on_idle
         self.on_gone = on_gone
         self.home: Any = None  # the pool's key for it
