@@ -127,6 +127,7 @@ class H2Connection(TlsWire):
         self.on_gone = on_gone
         self.home: Any = None  # the pool's key for it
         self.requests = 0  # streams opened on it
+        self.pongs = 0  # our PINGs the server answered
         self.heard = time.monotonic()  # when the server last sent anything
         self._fixed = (b"\x82" + (b"\x87" if scheme == "https" else b"\x86")  # GET, scheme
                        + b"\x01" + _literal(authority.encode()))  # :authority, name indexed
@@ -296,6 +297,7 @@ class H2Connection(TlsWire):
             self._send(_frame(SETTINGS, ACK, 0))
         elif kind == PING:
             if flags & ACK:
+                self.pongs += 1
                 self._ping = None
                 if self._ping_timer is not None:
                     self._ping_timer.cancel()
