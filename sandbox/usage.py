@@ -33,9 +33,11 @@ evicting it takes the learner's whole cluster down). Nothing is suggested from f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +45,7 @@ from typing import Any, Literal
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
-from sandbox.apply import Kube, classify
+from sandbox.apply import NO_RETRY, Kube, classify
 from sandbox.backends.base import SandboxError, SandboxInfo
 from sandbox.backends.vcluster import CONTROL_PLANE_SELECTOR, SYNCED_SELECTOR
 from sandbox.cost import Defaults, pod
@@ -260,6 +262,14 @@ def new_run(hosts: Iterable[str], *, every: float, rounds: int, idle_after: floa
     return Run(every, rounds, idle_after, {h: HostStatus(h) for h in hosts})
 
 
+def host_kubes(backend: Any) -> dict[str, Kube]:
+    """Each host's API client for sampling, by host name ("" for a single host): one try per
+    read (a round that fails is reported, not retried into the next round's time)."""
+    backends = getattr(backend, "backends", None) or {"": backend}
+    return {name: Kube(b.kube.api, retry=NO_RETRY, timeout=b.kube.timeout)
+            for name, b in backends.items()}  # fmt: skip
+
+
 async def sample(run: Run, kubes: Mapping[str, Kube],
                  sandboxes: Callable[[], Awaitable[list[SandboxInfo]]], *,
                  clock: Callable[[], float], sleep: Callable[[float], Awaitable[Any]]) -> Run:
@@ -297,6 +307,24 @@ async def sample(run: Run, kubes: Mapping[str, Kube],
             run.readings += readings(result, host, mine, i, at, seen)
         run.done = i + 1
     return run
+
+
+@contextlib.asynccontextmanager
+async def sampling(run: Run, kubes: Mapping[str, Kube],
+                   sandboxes: Callable[[], Awaitable[list[SandboxInfo]]], *,
+                   clock: Callable[[], float] = time.time,
+                   sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                   ) -> AsyncIterator[Run]:  # fmt: skip
+    """:func:`sample` in the background while the block runs (a play-through on a real host,
+    then a quiet stretch), stopped when it ends; what was measured is in ``run``. A failure of
+    the sampling itself is raised at the end of the block."""
+    task = asyncio.create_task(sample(run, kubes, sandboxes, clock=clock, sleep=sleep))
+    try:
+        yield run
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # --- the report ----------------------------------------------------------------------------

@@ -203,15 +203,12 @@ async def measure_usage(args: argparse.Namespace, backend: Any, manager: Sandbox
                         clock: Callable[[], float] = time.time,
                         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> int:
     """``kepler sandbox usage``: sample every host's Metrics API, print the figures."""
-    from sandbox.apply import NO_RETRY, Kube
-    from sandbox.usage import new_run, report, sample, write_json
+    from sandbox.usage import host_kubes, new_run, report, sample, write_json
 
     if args.every <= 0 or args.minutes <= 0:
         print("kepler sandbox usage: --every and --minutes must be positive", file=sys.stderr)
         return 2
-    backends = getattr(backend, "backends", None) or {"": backend}
-    kubes = {name: Kube(b.kube.api, retry=NO_RETRY, timeout=b.kube.timeout)
-             for name, b in backends.items()}  # fmt: skip
+    kubes = host_kubes(backend)
 
     async def sandboxes() -> list[Any]:
         return [info for info, _record in await manager.list()]

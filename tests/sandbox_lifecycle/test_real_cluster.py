@@ -15,6 +15,13 @@ What it proves, through the bot's own backend and the learners' own vclusters:
 * one learner is paused and resumed in the middle of chapter 3 and passes it without
   redoing anything (the bare Pods come back);
 * everything is torn down.
+
+It also measures what the two sandboxes use (the Metrics API, as ``kepler sandbox usage``
+does): every 15 s while the learners play, then for ``KEPLER_USAGE_QUIET_SECONDS`` (default
+300) while they rest. The report, with the requests it suggests for the control plane and
+CoreDNS, is printed and, where ``KEPLER_USAGE_DIR`` is set, written there as ``usage.txt``
+and ``usage.json`` (the cluster workflow keeps them). A play-through is faster than a class,
+so its active figures are on the high side: a conservative basis for a cut.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import asyncio
 import os
 import secrets
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +41,7 @@ from sandbox.apply import Kube, apply_all, load_manifests
 from sandbox.lifecycle import solution_manifests
 from sandbox.objectives import evaluate_all, kinds_for
 from sandbox.snapshot import ClusterReader
+from sandbox.usage import MIN_SAMPLES, groups, host_kubes, new_run, report, sampling, to_json
 
 pytestmark = [
     pytest.mark.cluster,
@@ -43,6 +53,9 @@ pytestmark = [
 
 CHAPTER_TIMEOUT = 600.0
 PROBE_TIMEOUT = 240.0
+USAGE_EVERY = 15.0  # metrics-server's resolution
+USAGE_IDLE_AFTER = 60.0
+USAGE_QUIET = float(os.environ.get("KEPLER_USAGE_QUIET_SECONDS", "300"))
 
 
 def _objectives(course: Any, index: int) -> list[Any]:
@@ -121,31 +134,65 @@ async def test_two_learners_play_the_course_isolated_and_one_pauses() -> None:
             apis[who] = await backend.client_for(who)
             assert "server: https://" in await backend.kubeconfig_for(who)
 
-        paused = learners[0]
-        for index in range(len(course.chapters)):
-            await asyncio.gather(*(_apply_chapter(apis[w], course, index) for w in learners))
-            if index == 3:  # mid-chapter: the work is done, the checks not yet run; an idle
-                await backend.pause(paused)  # pause, and the learner comes back to finish
-                apis[paused].close()
-                events = [e async for e in backend.resume(paused)]
-                assert events[-1].step == "ready", events[-1].message
-                apis[paused] = await backend.client_for(paused)
-            await asyncio.gather(*(_passes(apis[w], _objectives(course, index),
-                                           f"{w} chapter {index}") for w in learners))  # fmt: skip
-            if index == 4:
-                for w in learners:
-                    url = "http://life-support-service.life-support:8080"
-                    assert not await _probe(apis[w], "research", url), "research reached life support"
-                    assert await _probe(apis[w], "life-support", url), "life support is unreachable"
+        rest: list[float] = []  # when the play-through ended
 
-        # The two learners can't reach each other, nor the cloud metadata address.
-        for me, them in (learners, learners[::-1]):
-            ip = await _pod_ip(apis[them], "life-support", "app=atmospheric-control")
-            assert not await _probe(apis[me], "default", f"http://{ip}:9898"), f"{me} -> {them}"
-            assert not await _probe(apis[me], "default", "http://169.254.169.254/")
+        async def sandboxes() -> list[Any]:  # the learners are active until they rest
+            last = rest[0] if rest else time.time()
+            return [replace(i, last_active=last) for i in await backend.list()
+                    if i.learner_id in learners]
+
+        usage = new_run(host_kubes(backend), every=USAGE_EVERY, rounds=10**6,
+                        idle_after=USAGE_IDLE_AFTER)
+        async with sampling(usage, host_kubes(backend), sandboxes):
+            await _play(backend, course, learners, apis)
+            rest.append(time.time())
+            await asyncio.sleep(USAGE_QUIET)
+        _keep_usage(usage)
     finally:
         for api in apis.values():
             api.close()
         for who in learners:
             await backend.delete(who)
         await backend.close()
+
+
+def _keep_usage(run: Any) -> None:
+    """Print and keep the measured use; the control plane must have been measured in both
+    states (metrics-server is a host requirement: chapter 6's autoscaler needs it too)."""
+    text = report(run)
+    print(text)
+    out = os.environ.get("KEPLER_USAGE_DIR")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "usage.txt").write_text(text + "\n", encoding="utf-8")
+        (Path(out) / "usage.json").write_text(to_json(run) + "\n", encoding="utf-8")
+    measured = {g.state for g in groups(run.readings)
+                if g.component == "control plane" and g.samples >= MIN_SAMPLES}
+    assert measured == {"active", "idle"}, text
+
+
+async def _play(backend: Any, course: Any, learners: list[str], apis: dict[str, Any]) -> None:
+    """Every chapter's solution for both learners, the objectives checked; the first learner
+    paused and resumed mid-chapter 3; chapter 4's isolation probed; then each other."""
+    paused = learners[0]
+    for index in range(len(course.chapters)):
+        await asyncio.gather(*(_apply_chapter(apis[w], course, index) for w in learners))
+        if index == 3:  # mid-chapter: the work is done, the checks not yet run; an idle
+            await backend.pause(paused)  # pause, and the learner comes back to finish
+            apis[paused].close()
+            events = [e async for e in backend.resume(paused)]
+            assert events[-1].step == "ready", events[-1].message
+            apis[paused] = await backend.client_for(paused)
+        await asyncio.gather(*(_passes(apis[w], _objectives(course, index),
+                                       f"{w} chapter {index}") for w in learners))  # fmt: skip
+        if index == 4:
+            for w in learners:
+                url = "http://life-support-service.life-support:8080"
+                assert not await _probe(apis[w], "research", url), "research reached life support"
+                assert await _probe(apis[w], "life-support", url), "life support is unreachable"
+
+    # The two learners can't reach each other, nor the cloud metadata address.
+    for me, them in (learners, learners[::-1]):
+        ip = await _pod_ip(apis[them], "life-support", "app=atmospheric-control")
+        assert not await _probe(apis[me], "default", f"http://{ip}:9898"), f"{me} -> {them}"
+        assert not await _probe(apis[me], "default", "http://169.254.169.254/")

@@ -19,7 +19,16 @@ import pytest
 from bot.cli import build_parser
 from bot.commands.sandbox import execute
 from sandbox.hosts import HostPool
-from sandbox.usage import cpu_m, mem_bytes, percentile, suggest
+from sandbox.usage import (
+    cpu_m,
+    groups,
+    host_kubes,
+    mem_bytes,
+    new_run,
+    percentile,
+    sampling,
+    suggest,
+)
 from tests.emulator.metrics import BASE, MetricsServer, usage
 from tests.emulator.server import KubeEmulator
 from tests.sandbox_lifecycle.conftest import Clock
@@ -300,3 +309,39 @@ async def test_stopped_halfway_it_reports_what_it_measured(emu, pool, store, cap
     assert table(out, "CPU (millicores)")["control plane active"][:2] == ["3", "20m"]
     raw = json.loads(out_json.read_text())
     assert (raw["rounds"], raw["rounds_done"], len(raw["readings"])) == (20, 3, 3)
+
+
+async def test_sampling_beside_a_play_through_then_a_quiet_stretch(emu, pool, store,
+                                                                    capsys) -> None:
+    """How the real-cluster run measures (tests/sandbox_lifecycle/test_real_cluster.py): rounds
+    in the background while the learners play, then while they rest, the caller saying which
+    (no store there); the sampling stops with the block and keeps what it measured."""
+    host, ada = await create(pool, store, "ada", capsys)
+    sandbox_pods(emu, host, ada, workloads=1)
+    metrics = MetricsServer.install(emu[host])
+    clock = Clock(T0)
+    rest: list[float] = []  # when the play-through ended
+
+    async def sleep(seconds: float) -> None:  # metrics-server refreshes once a round
+        clock.advance(seconds)
+        metrics.set_pod(ada, "kepler-0", {"syncer": usage(5 if rest else 50, 200)}, clock.t)
+
+    async def sandboxes() -> list:
+        last = rest[0] if rest else clock.t
+        return [replace(i, last_active=last) for i in await pool.list() if i.learner_id == "ada"]
+
+    metrics.set_pod(ada, "kepler-0", {"syncer": usage(50, 200)}, T0)
+    run = new_run(host_kubes(pool), every=15.0, rounds=10**6, idle_after=60.0)
+    async with sampling(run, host_kubes(pool), sandboxes, clock=clock, sleep=sleep):
+        while clock.t < T0 + 15 * 11:  # the play-through
+            await asyncio.sleep(0.005)
+        rest.append(clock.t)
+        while clock.t < rest[0] + 60 + 15 * 11:  # the quiet stretch, past --idle-after
+            await asyncio.sleep(0.005)
+    done = run.done
+    await asyncio.sleep(0.05)
+    assert run.done == done  # stopped with the block
+    cp = {g.state: g for g in groups(run.readings) if g.component == "control plane"}
+    assert cp["active"].samples >= 10 and cp["idle"].samples >= 10
+    assert (cp["active"].cpu_p95_m, cp["idle"].cpu_p95_m) == (50.0, 5.0)
+    assert cp["active"].suggested_cpu_m == 65 and cp["idle"].suggested_cpu_m == 10
