@@ -18,9 +18,9 @@ from sandbox.snapshot import KINDS, ClusterReader
 from sandbox.watch import AsyncChangeNotifier
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
+from tests.sandbox.h2_support import big_blobs_whole, fill_big, ops_cluster, until
 
 CM = KINDS["ConfigMap"].path
-_n = iter(range(10**6))
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +31,7 @@ def emu() -> Iterator[KubeEmulator]:
 
 @pytest.fixture
 def name(emu: KubeEmulator) -> str:
-    n = f"h{next(_n)}"
-    emu.add_cluster(n).put(ob.namespace("ops"), ob.node("n1"),
-                           ob.deployment("web", "ops", replicas=1), ob.config_map("cfg", "ops"))
-    return n
-
-
-async def _until(check: object, seconds: float = 5.0) -> None:
-    assert callable(check)
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    assert check()
+    return ops_cluster(emu, "h")
 
 
 def _opened(emu: KubeEmulator) -> int:
@@ -60,7 +48,7 @@ async def _watching(emu: KubeEmulator, name: str, kinds: set[str]
     notifier = AsyncChangeNotifier(reader, snap.versions)
     notifier.start()
     try:
-        await _until(lambda: c.count(watch=True) == len(notifier.kinds))
+        await until(lambda: c.count(watch=True) == len(notifier.kinds))
         yield reader, notifier
     finally:
         await notifier.aclose()
@@ -75,7 +63,7 @@ async def test_a_learners_watches_and_reads_share_one_connection(emu: KubeEmulat
     notifier = AsyncChangeNotifier(reader, snap.versions)
     notifier.start()
     try:
-        await _until(lambda: c.count(watch=True) == len(notifier.kinds))
+        await until(lambda: c.count(watch=True) == len(notifier.kinds))
         for _ in range(3):  # the checks that follow
             await reader.read_async({"Deployment", "Pod"}, 5)
         assert _opened(emu) - before == 1  # five watches and eight LISTs: one connection
@@ -85,7 +73,7 @@ async def test_a_learners_watches_and_reads_share_one_connection(emu: KubeEmulat
         assert notifier.last_error is None
     finally:
         await notifier.aclose()
-    await _until(lambda: emu.https_front.h2_streams == 0)  # each watch's stream was reset
+    await until(lambda: emu.https_front.h2_streams == 0)  # each watch's stream was reset
     await get_json(reader.api.configuration, reader.credentials, CM, {}, "cm")
     assert _opened(emu) - before == 1  # and the connection stayed for the next check
 
@@ -107,16 +95,9 @@ async def test_a_list_larger_than_the_windows_arrives_whole(emu: KubeEmulator,
                                                             name: str) -> None:
     """Flow control both ways: 6 MiB is past the stream window (4 MiB) the bot grants and far
     past HTTP/2's default 64 KiB, so both sides must keep opening windows."""
-    c = emu[name]
-    big = "x" * (100 * 1024)
-    for i in range(60):
-        cm = ob.config_map(f"big-{i}", "ops")
-        cm["data"] = {"blob": big}
-        c.put(cm)
+    fill_big(emu, name)
     cfg = emu.configuration(name, tls=True)
-    listed = await get_json(cfg, Credentials(cfg), CM, {}, "cm")
-    blobs = [i["data"].get("blob") for i in listed["items"] if i["metadata"]["name"] != "cfg"]
-    assert len(blobs) == 60 and all(b == big for b in blobs)
+    assert big_blobs_whole(await get_json(cfg, Credentials(cfg), CM, {}, "cm"))
 
 
 async def test_goaway_lets_taken_streams_finish_and_new_requests_use_a_new_connection(
@@ -142,7 +123,7 @@ async def test_a_cut_connection_fails_its_streams_and_they_reopen_on_a_new_one(
     async with _watching(emu, name, {"Pod", "Service"}) as (_reader, notifier):
         before = _opened(emu)
         emu.https_front.drop()
-        await _until(lambda: c.count(watch=True) == 4)  # both watches asked again ...
+        await until(lambda: c.count(watch=True) == 4)  # both watches asked again ...
         assert _opened(emu) - before == 1  # ... together, on one new connection
         notifier.changed.clear()
         c.put(ob.service("api", "ops", {"app": "web"}))
@@ -183,7 +164,7 @@ async def test_a_connection_gone_silent_is_pinged_then_closed(
         with pytest.raises((ClusterError, TimeoutError)):
             async with asyncio.timeout(1.5):  # PROBE_AFTER + PING_TIMEOUT, and a retry
                 await get_json(cfg, creds, CM, {}, "cm")
-        await _until(from_bot.done, 2.0)  # the bot closed the connection that went silent
+        await until(from_bot.done, 2.0)  # the bot closed the connection that went silent
         silent = False
         listed = await asyncio.wait_for(get_json(cfg, creds, CM, {}, "cm"), 3.0)
         assert listed["items"][0]["metadata"]["name"] == "cfg"  # on a new connection

@@ -21,13 +21,13 @@ from sandbox.watch import AsyncChangeNotifier
 from tests.emulator import KubeEmulator
 from tests.emulator import objects as ob
 from tests.emulator.gofront import CADDY, GoFront
+from tests.sandbox.h2_support import big_blobs_whole, fill_big, ops_cluster, until
 
 pytestmark = pytest.mark.skipif(
     CADDY is None, reason="caddy (a Go HTTP/2 server) is not installed (CI installs it: "
                           "apt-get install -y caddy, see .ci/run)")
 
 CM = KINDS["ConfigMap"].path
-_n = iter(range(10**6))
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +46,7 @@ def go(emu: KubeEmulator) -> Iterator[GoFront]:
 def name(emu: KubeEmulator, go: GoFront) -> str:
     if not go.running:  # a test stopped it and failed before starting it again
         go.start()
-    n = f"g{next(_n)}"
-    emu.add_cluster(n).put(ob.namespace("ops"), ob.node("n1"),
-                           ob.deployment("web", "ops", replicas=1), ob.config_map("cfg", "ops"))
-    return n
-
-
-async def _until(check: object, seconds: float = 5.0) -> None:
-    assert callable(check)
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    assert check()
+    return ops_cluster(emu, "g")
 
 
 def _connections() -> set[http2.H2Connection]:
@@ -75,7 +63,7 @@ async def test_reads_and_watches_share_one_connection_to_gos_server(
     notifier = AsyncChangeNotifier(reader, snap.versions)
     notifier.start()
     try:
-        await _until(lambda: c.count(watch=True) == len(notifier.kinds))
+        await until(lambda: c.count(watch=True) == len(notifier.kinds))
         for _ in range(3):
             await reader.read_async({"Deployment", "Pod"}, 5)
         assert pool().multiplexed - multiplexed == 1  # Go's server chose h2 by ALPN
@@ -87,25 +75,18 @@ async def test_reads_and_watches_share_one_connection_to_gos_server(
         assert notifier.last_error is None
     finally:
         await notifier.aclose()
-    await _until(lambda: conn.streams == 0)
+    await until(lambda: conn.streams == 0)
 
 
 async def test_a_list_past_every_window_arrives_whole(emu: KubeEmulator, go: GoFront,
                                                       name: str) -> None:
     """6 MiB: past the 4 MiB stream window the bot grants, so Go's server must wait for the
     bot's WINDOW_UPDATEs (and its own write buffers) to finish the answer."""
-    c = emu[name]
-    big = "x" * (100 * 1024)
-    for i in range(60):
-        cm = ob.config_map(f"big-{i}", "ops")
-        cm["data"] = {"blob": big}
-        c.put(cm)
+    fill_big(emu, name)
     cfg = go.configuration(name)
     creds = Credentials(cfg)
     lists = await asyncio.gather(*(get_json(cfg, creds, CM, {}, "cm") for _ in range(3)))
-    for listed in lists:
-        blobs = [i["data"].get("blob") for i in listed["items"] if i["metadata"]["name"] != "cfg"]
-        assert len(blobs) == 60 and all(b == big for b in blobs)
+    assert all(big_blobs_whole(listed) for listed in lists)
 
 
 async def test_more_streams_at_once_than_gos_limit(emu: KubeEmulator, go: GoFront,
@@ -140,7 +121,7 @@ async def test_gos_server_answers_the_liveness_ping(emu: KubeEmulator, go: GoFro
     (conn,) = _connections() - before
     for n in range(1, 4):
         conn.probe()
-        await _until(lambda n=n: conn.pongs == n, 2.0)  # type: ignore[misc]
+        await until(lambda n=n: conn.pongs == n, 2.0)  # type: ignore[misc]
     await asyncio.sleep(0.8)  # past PING_TIMEOUT: the answered pings closed nothing
     assert conn.usable
     await get_json(cfg, creds, CM, {}, "cm")
@@ -158,25 +139,25 @@ async def test_a_graceful_restart_goaway_then_watches_resume(emu: KubeEmulator, 
     notifier = AsyncChangeNotifier(reader, snap.versions)
     notifier.start()
     try:
-        await _until(lambda: c.count(watch=True) == 2)
+        await until(lambda: c.count(watch=True) == 2)
         before = _connections()
         (old,) = [x for x in before if x.streams == 2]
         mark = notifier.mark("Pod")
         assert mark is not None
         go.terminate()  # Go's server sends GOAWAY at once, then gives open streams 2 s
-        await _until(lambda: not old.usable, 1.5)
+        await until(lambda: not old.usable, 1.5)
         assert old.streams == 2  # told to go away, not cut off: its watches still run
         await asyncio.to_thread(go.stop)
-        await _until(lambda: old.streams == 0)
+        await until(lambda: old.streams == 0)
         c.put(ob.pod("while-down", "ops", {"app": "web"}))  # nobody is watching right now
         with pytest.raises(ClusterError):  # the listener is gone: no answer, a clear error
             await get_json(reader.api.configuration, reader.credentials, CM, {}, "cm")
         notifier.changed.clear()
         await asyncio.to_thread(go.start)
         assert await notifier.wait(20.0)  # resumed from its last version: the Pod is news
-        await _until(lambda: notifier.mark("Pod") is not None)
+        await until(lambda: notifier.mark("Pod") is not None)
         assert notifier.mark("Pod") == (mark[0], 1)  # heard as an event, with no gap (no 410)
-        await _until(lambda: c.count(watch=True) >= 2, 20.0)
+        await until(lambda: c.count(watch=True) >= 2, 20.0)
         listed = await get_json(reader.api.configuration, reader.credentials, CM, {}, "cm")
         assert listed["items"][0]["metadata"]["name"] == "cfg"
         assert old not in _connections()
