@@ -38,7 +38,7 @@ class GoFront:
     ``emu``'s plain listener. ``grace`` is how long a stop lets open streams finish after
     Go's server has sent GOAWAY (Caddy's ``grace_period``)."""
 
-    def __init__(self, emu: KubeEmulator, grace: float = 2.0) -> None:
+    def __init__(self, emu: KubeEmulator, grace: float = 3.0) -> None:
         if CADDY is None:
             raise RuntimeError("caddy is not installed")
         self.emu = emu

@@ -144,8 +144,8 @@ async def test_a_graceful_restart_goaway_then_watches_resume(emu: KubeEmulator, 
         (old,) = [x for x in before if x.streams == 2]
         mark = notifier.mark("Pod")
         assert mark is not None
-        go.terminate()  # Go's server sends GOAWAY at once, then gives open streams 2 s
-        await until(lambda: not old.usable, 1.5)
+        go.terminate()  # Go's server sends GOAWAY at once, then gives open streams 3 s
+        await until(lambda: not old.usable, 2.5)
         assert old.streams == 2  # told to go away, not cut off: its watches still run
         await asyncio.to_thread(go.stop)
         await until(lambda: old.streams == 0)
