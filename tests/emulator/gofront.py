@@ -48,7 +48,6 @@ class GoFront:
         self._proc: subprocess.Popen[bytes] | None = None
         emu.url(tls=True)  # makes the emulator's certificate, which Caddy serves too
         assert emu.ca_path is not None
-        self.ca_path = emu.ca_path
         key = emu.ca_path.with_name("emulator.key")
         self._config = Path(self._dir.name) / "Caddyfile"
         self._config.write_text(
@@ -95,8 +94,8 @@ class GoFront:
 
     def stop(self) -> None:
         """:meth:`terminate`, and wait for the exit."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+        if self._proc is not None:
+            self.terminate()
             try:
                 self._proc.wait(self.grace + 10)
             except subprocess.TimeoutExpired:
